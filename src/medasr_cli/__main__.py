@@ -1,0 +1,3 @@
+from medasr_cli.cli.app import main
+
+main()

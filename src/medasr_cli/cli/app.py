@@ -1,0 +1,64 @@
+"""The ``medasr`` command: the root Typer app and error handling."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+
+from medasr_cli import __version__
+from medasr_cli.cli import eval as eval_cmd
+from medasr_cli.cli import manifest as manifest_cmd
+from medasr_cli.cli.common import err_console, state
+from medasr_cli.core.errors import MedasrError
+from medasr_cli.core.logging import setup_logging
+
+app = typer.Typer(
+    name="medasr",
+    help="Adapt NVIDIA Parakeet TDT to clinical speech with synthetic data, and serve it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medasr {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Debug logs, and full tracebacks on errors."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress bars."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """medasr: the clinical speech adaptation loop, one stage per subcommand."""
+    state.verbose = verbose
+    state.quiet = quiet
+    setup_logging(verbose=verbose, quiet=quiet)
+
+
+app.add_typer(manifest_cmd.app, name="manifest")
+app.command(name="eval", help=eval_cmd.HELP, no_args_is_help=True)(eval_cmd.eval_command)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning library errors into one line."""
+    try:
+        app()
+    except MedasrError as exc:
+        if state.verbose:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,132 @@
+"""``medasr eval``: WER/CER and medical-term recall of a model, endpoint or predictions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from medasr_cli.cli.common import console, progress_bar
+from medasr_cli.core.errors import InputError
+from medasr_cli.evaluate.metrics import EvalReport
+from medasr_cli.evaluate.normalize import NORMALIZERS, get_normalizer
+from medasr_cli.evaluate.run import run_eval, write_predictions, write_report
+
+HELP = "Score WER/CER and medical-term recall from a manifest, a NeMo model or an endpoint."
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def eval_command(
+    manifest: Path = typer.Option(
+        ..., "--manifest", "-m", help="NeMo JSONL manifest (audio_filepath, duration, text)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="A .nemo file or hub name to transcribe the manifest with."
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="OpenAI-compatible server URL (e.g. http://127.0.0.1:8000/v1)."
+    ),
+    endpoint_model: str = typer.Option(
+        "parakeet-tdt-0.6b-v2", "--endpoint-model", help="Model name sent to --endpoint."
+    ),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="MEDASR_API_KEY",
+        help="API key for --endpoint (or env MEDASR_API_KEY / OPENAI_API_KEY).",
+    ),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="Parallel endpoint requests."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Batch size for --model."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] for --model."),
+    terms: Path | None = typer.Option(
+        None, "--terms", help="terms.txt (term[TAB]category) or lexicon.jsonl for term recall."
+    ),
+    normalize: str = typer.Option(
+        "whisper",
+        "--normalize",
+        help=f"Text normaliser for refs, hyps and terms: {'|'.join(NORMALIZERS)}.",
+    ),
+    by: list[str] = typer.Option(
+        [], "--by", help="Break results down by a metadata field (repeatable; snr_bucket derived)."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write the full JSON report here (read by `medasr lexicon --from-eval`)."
+    ),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="Write the manifest with pred_text here."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG chart here."),
+    show_terms: int = typer.Option(15, "--show-terms", help="Lowest-recall terms to print."),
+) -> None:
+    """Score transcripts against references with one normaliser for text and terms."""
+    get_normalizer(normalize)  # fail fast on a bad name
+    if endpoint and not api_key:
+        api_key = os.environ.get("OPENAI_API_KEY")
+    for out in (report, predictions, plot):
+        if out is not None and out.is_dir():
+            raise InputError(f"{out}: is a directory, expected a file path")
+    with progress_bar("transcribing") as update:
+        result = run_eval(
+            manifest,
+            model=model,
+            endpoint=endpoint,
+            endpoint_model=endpoint_model,
+            api_key=api_key,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            device=device,
+            terms_path=terms,
+            normalizer=normalize,
+            by=by,
+            progress=update,
+        )
+    _print_summary(result, show_terms)
+    if report:
+        write_report(result, report)
+    if predictions:
+        write_predictions(result, predictions)
+    if plot:
+        from medasr_cli.evaluate.plot import plot_report
+
+        plot_report(result, plot)
+
+
+def _print_summary(r: EvalReport, show_terms: int) -> None:
+    o = r.overall
+    t = Table(title=f"eval ({r.normalizer} normaliser)")
+    for col in ("utterances", "words", "WER", "CER", "sub", "del", "ins", "term recall", "term precision"):
+        t.add_column(col, justify="right")
+    t.add_row(
+        str(o.utterances), str(o.ref_words), _pct(o.wer), _pct(o.cer), str(o.substitutions),
+        str(o.deletions), str(o.insertions), _pct(r.terms.recall), _pct(r.terms.precision),
+    )  # fmt: skip
+    console.print(t)
+    if r.per_category:
+        c = Table(title="terms by category")
+        for col in ("category", "expected", "hits", "false +", "recall", "precision"):
+            c.add_column(col, justify="left" if col == "category" else "right")
+        for row in r.per_category:
+            c.add_row(row.category or "", str(row.expected), str(row.hits),
+                      str(row.false_positives), _pct(row.recall), _pct(row.precision))  # fmt: skip
+        console.print(c)
+    if r.per_term and show_terms:
+        tt = Table(title=f"lowest-recall terms (of {len(r.per_term)})")
+        for col in ("term", "category", "expected", "recall", "heard as"):
+            tt.add_column(col, justify="right" if col in ("expected", "recall") else "left")
+        for row in r.per_term[:show_terms]:
+            tt.add_row(row.term or "", row.category or "", str(row.expected), _pct(row.recall),
+                       ", ".join(row.missed_as[:3]))  # fmt: skip
+        console.print(tt)
+    for field_name, groups in r.breakdowns.items():
+        b = Table(title=f"by {field_name}")
+        for col in (field_name, "utterances", "WER", "CER", "term recall"):
+            b.add_column(col, justify="left" if col == field_name else "right")
+        for g in groups:
+            b.add_row(g.value, str(g.counts.utterances), _pct(g.counts.wer), _pct(g.counts.cer),
+                      _pct(g.terms.recall))  # fmt: skip
+        console.print(b)

@@ -1,0 +1,1 @@
+"""Stage contracts, JSONL I/O, errors and audio helpers shared by every stage."""

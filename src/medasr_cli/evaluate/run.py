@@ -1,0 +1,73 @@
+"""The ``medasr eval`` recipe: get hypotheses, score them, write the report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from medasr_cli.core.errors import InputError
+from medasr_cli.core.jsonl import atomic_write
+from medasr_cli.core.terms import load_terms
+from medasr_cli.evaluate.metrics import EvalReport, evaluate_pairs
+from medasr_cli.evaluate.sources import (
+    load_manifest,
+    pairs_from_endpoint,
+    pairs_from_model,
+    pairs_from_predictions,
+)
+
+
+def run_eval(
+    manifest: Path,
+    *,
+    model: str | None = None,
+    endpoint: str | None = None,
+    endpoint_model: str = "parakeet-tdt-0.6b-v2",
+    api_key: str | None = None,
+    concurrency: int = 4,
+    batch_size: int = 8,
+    device: str = "auto",
+    terms_path: Path | None = None,
+    normalizer: str = "whisper",
+    by: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Score a manifest: from its ``pred_text``, a NeMo model, or an OpenAI-compatible endpoint."""
+    if model and endpoint:
+        raise InputError("give either --model or --endpoint, not both")
+    terms = load_terms(terms_path) if terms_path else []
+    entries = load_manifest(manifest)
+    source: dict[str, object] = {"manifest": str(manifest)}
+    if model:
+        pairs = pairs_from_model(model, entries, batch_size=batch_size, device=device, progress=progress)
+        source["model"] = model
+    elif endpoint:
+        pairs = pairs_from_endpoint(
+            endpoint, entries, model=endpoint_model, api_key=api_key,
+            concurrency=concurrency, progress=progress,
+        )  # fmt: skip
+        source["endpoint"] = endpoint
+    else:
+        pairs = pairs_from_predictions(manifest, entries)
+        source["hypotheses"] = "pred_text"
+    if terms_path:
+        source["terms"] = str(terms_path)
+    return evaluate_pairs(pairs, normalizer=normalizer, terms=terms, by=by, source=source)
+
+
+def write_report(report: EvalReport, path: Path) -> None:
+    """Write the full report as JSON, atomically."""
+    with atomic_write(path) as fh:
+        fh.write(report.model_dump_json(indent=2))
+
+
+def write_predictions(report: EvalReport, path: Path) -> None:
+    """Write a manifest with ``pred_text`` so the scoring can be re-run without the model."""
+    import json
+
+    with atomic_write(path) as fh:
+        for u in report.utterances:
+            row = {"audio_filepath": u.audio_filepath, "duration": u.duration, "text": u.reference}
+            row.update(u.metadata)
+            row["pred_text"] = u.hypothesis
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,1 @@
+"""Fine-tuning and from-scratch training of FastConformer-TDT models with NeMo."""
