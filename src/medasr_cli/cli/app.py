@@ -35,7 +35,9 @@ def root(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Debug logs, and full tracebacks on errors."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress bars."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only warnings and errors; no progress bars."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -57,7 +59,9 @@ def main() -> None:
     except MedasrError as exc:
         if state.verbose:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

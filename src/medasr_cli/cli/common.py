@@ -29,8 +29,8 @@ err_console = Console(stderr=True)
 
 
 def progress_enabled() -> bool:
-    """Progress bars are shown unless ``--quiet`` was given."""
-    return not state.quiet
+    """Progress bars are shown on a terminal unless ``--quiet`` was given."""
+    return not state.quiet and err_console.is_terminal
 
 
 @contextlib.contextmanager

@@ -55,7 +55,9 @@ def eval_command(
         [], "--by", help="Break results down by a metadata field (repeatable; snr_bucket derived)."
     ),
     report: Path | None = typer.Option(
-        None, "--report", help="Write the full JSON report here (read by `medasr lexicon --from-eval`)."
+        None,
+        "--report",
+        help="Write the full JSON report here (read by `medasr lexicon --from-eval`).",
     ),
     predictions: Path | None = typer.Option(
         None, "--predictions", help="Write the manifest with pred_text here."
@@ -99,7 +101,17 @@ def eval_command(
 def _print_summary(r: EvalReport, show_terms: int) -> None:
     o = r.overall
     t = Table(title=f"eval ({r.normalizer} normaliser)")
-    for col in ("utterances", "words", "WER", "CER", "sub", "del", "ins", "term recall", "term precision"):
+    for col in (
+        "utterances",
+        "words",
+        "WER",
+        "CER",
+        "sub",
+        "del",
+        "ins",
+        "term recall",
+        "term precision",
+    ):
         t.add_column(col, justify="right")
     t.add_row(
         str(o.utterances), str(o.ref_words), _pct(o.wer), _pct(o.cer), str(o.substitutions),

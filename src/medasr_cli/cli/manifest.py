@@ -148,7 +148,9 @@ def validate(
 def stats(
     manifest: Path = typer.Argument(..., help="The NeMo JSONL manifest to summarise."),
     by: list[str] = typer.Option(
-        [], "--by", help="Metadata field to break down by (repeatable; default: categorical fields)."
+        [],
+        "--by",
+        help="Metadata field to break down by (repeatable; default: categorical fields).",
     ),
     bins: int = typer.Option(10, "--bins", help="Duration histogram bins."),
 ) -> None:

@@ -51,7 +51,9 @@ def load_asr_model(spec: str | Path, device: str = "auto") -> Any:
         try:
             model = ASRModel.restore_from(str(path), map_location=dev)
         except Exception as exc:  # NeMo raises many types for a corrupt archive
-            raise InputError(f"{path}: cannot load as a NeMo model ({type(exc).__name__}: {exc})") from exc
+            raise InputError(
+                f"{path}: cannot load as a NeMo model ({type(exc).__name__}: {exc})"
+            ) from exc
     else:
         try:
             model = ASRModel.from_pretrained(str(spec), map_location=dev)
@@ -111,7 +113,9 @@ def transcribe_files(
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         arrays = [decode_audio(p) for p in chunk]
-        texts.extend(hypothesis_text(h) for h in transcribe_arrays(model, arrays, batch_size=batch_size))
+        texts.extend(
+            hypothesis_text(h) for h in transcribe_arrays(model, arrays, batch_size=batch_size)
+        )
         if progress is not None:
             progress(len(texts), len(paths))
     return texts

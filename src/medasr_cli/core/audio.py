@@ -85,7 +85,7 @@ def _ffprobe_info(p: Path) -> AudioInfo:
     fmt = data.get("format") or {}
     dur_s = st.get("duration") or fmt.get("duration")
     try:
-        duration = float(dur_s)
+        duration = float(str(dur_s))
     except (TypeError, ValueError):
         duration = float(len(decode_audio(p)) / TARGET_SR)
     if duration <= 0:

@@ -115,9 +115,7 @@ def dumps(record: BaseModel | dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def write_jsonl(
-    path: str | os.PathLike[str], records: Iterable[BaseModel | dict[str, Any]]
-) -> int:
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Atomically write ``records`` to ``path`` as JSONL; return how many were written."""
     n = 0
     with atomic_write(path) as fh:

@@ -99,7 +99,9 @@ def _finish_counts(c: ErrorCounts) -> ErrorCounts:
     return c
 
 
-def _term_stats(counts: TermCounts, term: str | None = None, category: str | None = None) -> TermStats:
+def _term_stats(
+    counts: TermCounts, term: str | None = None, category: str | None = None
+) -> TermStats:
     top = sorted(set(counts.missed_as), key=counts.missed_as.count, reverse=True)[:5]
     return TermStats(
         term=term,
@@ -169,14 +171,14 @@ def evaluate_pairs(
             value = breakdown_value(pair.metadata, f)
             targets.append(group_counts[f][value])
             _add(group_terms[f][value], utt_terms)
-        for c in targets:
-            c.utterances += 1
-            c.ref_words += len(ref_w)
-            c.substitutions += s
-            c.deletions += d
-            c.insertions += n_ins
-            c.ref_chars += len(ref)
-            c.char_errors += char_err
+        for tgt in targets:
+            tgt.utterances += 1
+            tgt.ref_words += len(ref_w)
+            tgt.substitutions += s
+            tgt.deletions += d
+            tgt.insertions += n_ins
+            tgt.ref_chars += len(ref)
+            tgt.char_errors += char_err
         results.append(
             UtteranceResult(
                 id=pair.id,

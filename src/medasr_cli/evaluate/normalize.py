@@ -10,7 +10,7 @@ Note it also rewrites some terms ("haemoglobin" -> "hemoglobin", "Crohn's" ->
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from medasr_cli.core.errors import InputError
 
@@ -22,7 +22,7 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_normalizer(name: str) -> Normalizer:
     """Return the normaliser called ``name`` (whisper | basic | none)."""
     if name == "none":
@@ -43,5 +43,3 @@ def get_normalizer(name: str) -> Normalizer:
 def words(text: str) -> list[str]:
     """Whitespace tokens of already-normalised text."""
     return text.split()
-
-

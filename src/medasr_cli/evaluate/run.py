@@ -10,6 +10,7 @@ from medasr_cli.core.jsonl import atomic_write
 from medasr_cli.core.terms import load_terms
 from medasr_cli.evaluate.metrics import EvalReport, evaluate_pairs
 from medasr_cli.evaluate.sources import (
+    check_audio_exists,
     load_manifest,
     pairs_from_endpoint,
     pairs_from_model,
@@ -38,8 +39,12 @@ def run_eval(
     terms = load_terms(terms_path) if terms_path else []
     entries = load_manifest(manifest)
     source: dict[str, object] = {"manifest": str(manifest)}
+    if model or endpoint:
+        check_audio_exists(manifest, entries)
     if model:
-        pairs = pairs_from_model(model, entries, batch_size=batch_size, device=device, progress=progress)
+        pairs = pairs_from_model(
+            model, entries, batch_size=batch_size, device=device, progress=progress
+        )
         source["model"] = model
     elif endpoint:
         pairs = pairs_from_endpoint(

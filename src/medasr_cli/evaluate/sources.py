@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
+def check_audio_exists(path: str | Path, entries: Sequence[tuple[int, ManifestEntry]]) -> None:
+    """Fail with ``manifest:line`` before any slow work if an audio file is missing."""
+    for lineno, e in entries:
+        if not Path(e.audio_filepath).is_file():
+            raise InputError(f"{path}:{lineno}: audio file not found: {e.audio_filepath}")
+
+
 def load_manifest(path: str | Path) -> list[tuple[int, ManifestEntry]]:
     """Read a manifest; relative audio paths are resolved against its folder (as NeMo does)."""
     records = read_records(path, ManifestEntry)
@@ -32,7 +39,9 @@ def load_manifest(path: str | Path) -> list[tuple[int, ManifestEntry]]:
     return out
 
 
-def pairs_from_predictions(path: str | Path, entries: Sequence[tuple[int, ManifestEntry]]) -> list[Pair]:
+def pairs_from_predictions(
+    path: str | Path, entries: Sequence[tuple[int, ManifestEntry]]
+) -> list[Pair]:
     """Pairs from a manifest whose lines already carry ``pred_text``."""
     pairs = []
     for lineno, e in entries:
@@ -66,9 +75,6 @@ def pairs_from_model(
     progress: Progress | None = None,
 ) -> list[Pair]:
     """Transcribe every manifest entry with a NeMo model (batched)."""
-    for lineno, e in entries:
-        if not Path(e.audio_filepath).is_file():
-            raise InputError(f"line {lineno}: audio file not found: {e.audio_filepath}")
     model = load_asr_model(model_spec, device=device)
     texts = transcribe_files(
         model, [e.audio_filepath for _, e in entries], batch_size=batch_size, progress=progress
@@ -98,23 +104,27 @@ def pairs_from_endpoint(
     import openai
 
     base = openai_base_url(url)
-    client = openai.OpenAI(base_url=base, api_key=api_key or "unused", timeout=timeout, max_retries=2)
+    client = openai.OpenAI(
+        base_url=base, api_key=api_key or "unused", timeout=timeout, max_retries=2
+    )
     done = 0
 
     def one(item: tuple[int, ManifestEntry]) -> str:
-        lineno, e = item
+        _, e = item
         path = Path(e.audio_filepath)
-        if not path.is_file():
-            raise InputError(f"line {lineno}: audio file not found: {path}")
         try:
             with path.open("rb") as fh:
                 result = client.audio.transcriptions.create(model=model, file=fh)
         except openai.APIConnectionError as exc:
-            raise InputError(f"{base}: cannot connect to the endpoint ({exc.__cause__ or exc})") from exc
+            raise InputError(
+                f"{base}: cannot connect to the endpoint ({exc.__cause__ or exc})"
+            ) from exc
         except openai.AuthenticationError as exc:
             raise InputError(f"{base}: authentication failed (check --api-key)") from exc
         except openai.APIStatusError as exc:
-            raise MedasrError(f"{base}: {path.name}: HTTP {exc.status_code}: {exc.message}") from exc
+            raise MedasrError(
+                f"{base}: {path.name}: HTTP {exc.status_code}: {exc.message}"
+            ) from exc
         return str(result.text)
 
     texts: list[str] = []

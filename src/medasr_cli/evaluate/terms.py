@@ -62,6 +62,15 @@ def _ref_to_hyp(
     return mapping, equal
 
 
+def _heard_as(hyp: Sequence[str], r2h: Sequence[int | None], i: int, n: int) -> str:
+    """The hypothesis words between the aligned neighbours of reference span ``[i, i+n)``."""
+    before = [j for j in r2h[:i] if j is not None]
+    after = [j for j in r2h[i + n :] if j is not None]
+    lo = before[-1] + 1 if before else 0
+    hi = after[0] if after else len(hyp)
+    return " ".join(hyp[lo:hi]) or "(deleted)"
+
+
 def _occurrences(tokens: Sequence[str], variant: tuple[str, ...]) -> list[int]:
     n = len(variant)
     return [i for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n]) == variant]
@@ -91,8 +100,7 @@ def match_terms(
                     counts.hits += 1
                     hit_spans.add(start)
                 else:
-                    got = [hyp[j] for j in (r2h[i + k] for k in range(n)) if j is not None]
-                    counts.missed_as.append(" ".join(got) or "(deleted)")
+                    counts.missed_as.append(_heard_as(hyp, r2h, i, n))
         for variant in pat.variants:
             for j in _occurrences(hyp, variant):
                 if j not in hit_spans:

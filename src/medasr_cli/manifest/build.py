@@ -47,7 +47,9 @@ def _resolve(path: str, base: Path) -> Path:
 
 def _items_from_jsonl(path: Path) -> Iterator[_Item]:
     base = path.parent
+    empty = True
     for lineno, obj in iter_jsonl(path):
+        empty = False
         where = f"{path}:{lineno}"
         try:
             if "id" in obj and "audio_filepath" in obj:
@@ -59,9 +61,13 @@ def _items_from_jsonl(path: Path) -> Iterator[_Item]:
                 yield _Item(_resolve(utt.audio_filepath, base), utt.text, where, meta)
             else:
                 entry = ManifestEntry.model_validate(obj)
-                yield _Item(_resolve(entry.audio_filepath, base), entry.text, where, entry.metadata())
+                yield _Item(
+                    _resolve(entry.audio_filepath, base), entry.text, where, entry.metadata()
+                )
         except ValidationError as exc:
             raise InputError(f"{where}: {format_validation_error(exc)}") from exc
+    if empty:
+        raise InputError(f"{path}: no records (the file is empty)")
 
 
 def _items_from_folder(folder: Path) -> Iterator[_Item]:

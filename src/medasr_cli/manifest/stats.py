@@ -39,9 +39,7 @@ def _auto_fields(entries: list[ManifestEntry], max_values: int = 20) -> list[str
     return sorted(k for k, vs in values.items() if 1 < len(vs) <= max_values)
 
 
-def manifest_stats(
-    path: str | Path, by: list[str] | None = None, bins: int = 10
-) -> ManifestStats:
+def manifest_stats(path: str | Path, by: list[str] | None = None, bins: int = 10) -> ManifestStats:
     """Compute stats; ``by`` lists metadata fields to break down (default: categorical ones)."""
     entries = [e for _, e in read_records(path, ManifestEntry)]
     durations = np.array([e.duration for e in entries], dtype=float)
