@@ -1,0 +1,234 @@
+"""The ``openai`` backend: any OpenAI-compatible chat-completions endpoint.
+
+It uses the official ``openai`` SDK (OpenAI, vLLM, Ollama, an AI gateway...)
+with the SDK's own retries turned off, so that this module owns the policy:
+
+- transport: 429, 5xx, timeouts and dropped connections are retried with
+  exponential backoff and jitter (``Retry-After`` honoured); an endpoint that
+  cannot be reached at all, or that rejects the key or the model, stops the
+  run with one clear line (exit 2);
+- content: the reply must be a JSON object whose ``dictation`` contains every
+  target term; otherwise it is asked again (with the reason) up to
+  ``max_attempts`` times and then reported as a failure, never written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medasr_cli.core.errors import InputError
+from medasr_cli.core.records import GeneratorInfo
+from medasr_cli.llm.base import Outcome, ScriptRequest, generator_info
+from medasr_cli.llm.match import missing_terms
+from medasr_cli.llm.prompts import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """Connection and retry policy of the openai backend."""
+
+    base_url: str | None
+    model: str
+    api_key: str
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 4  # transport retries per call
+    max_attempts: int = 3  # content attempts per request
+    temperature: float = 0.9
+    backoff: float = 1.0  # first retry delay in seconds; doubles each time
+    max_backoff: float = 30.0
+    json_mode: bool = True  # send response_format={"type": "json_object"}
+
+
+class Reply(BaseModel):
+    """The JSON object the prompt asks for."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dictation: str = Field(min_length=20, max_length=8000)
+    terms_used: list[str] = Field(default_factory=list)
+
+
+class _TransportFailure(Exception):
+    """A call that still failed after all transport retries (reported, not fatal)."""
+
+
+def request_seed(req: ScriptRequest, attempt: int) -> int:
+    """A 31-bit API seed from the run seed, the request id, its variant and the attempt."""
+    key = f"{req.seed}|{req.id}|{req.variant}|{attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big") & 0x7FFFFFFF
+
+
+def parse_reply(content: str | None) -> str:
+    """The dictation text of a reply, or ValueError saying what is wrong with it."""
+    if not content or not content.strip():
+        raise ValueError("empty reply")
+    body = content.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
+    if fenced:
+        body = fenced.group(1)
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"reply is not valid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise ValueError("reply is not a JSON object")
+    try:
+        return " ".join(Reply.model_validate(data).dictation.split())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "reply"
+        raise ValueError(f"reply field '{where}': {first['msg']}") from exc
+
+
+class OpenAIChatBackend:
+    """Dictations from a chat model, ``concurrency`` requests at a time."""
+
+    name = "openai"
+
+    def __init__(self, settings: ChatSettings, prompt: PromptTemplate) -> None:
+        import openai
+
+        self.settings = settings
+        self.prompt = prompt
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+            max_retries=0,
+        )
+        self._where = str(self._client.base_url).rstrip("/")
+        self._jitter = random.Random()
+        self._abort = threading.Event()  # set on a fatal error: other workers stop retrying
+
+    def generate(self, requests: Sequence[ScriptRequest]) -> Iterator[Outcome]:
+        """Yield outcomes as they finish; a fatal endpoint error stops the whole batch."""
+        if not requests:
+            return
+        pool = ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency))
+        try:
+            pending: set[Future[Outcome]] = {pool.submit(self._one, r) for r in requests}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                if self._abort.is_set():  # a worker hit a fatal error: raise it, yield nothing
+                    wait(pending)
+                    _raise_first_error([*done, *pending])
+                for fut in done:
+                    yield fut.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def _one(self, req: ScriptRequest) -> Outcome:
+        messages: list[dict[str, Any]] = self.prompt.messages(req)
+        problem = "no attempt made"
+        for attempt in range(1, self.settings.max_attempts + 1):
+            seed = request_seed(req, attempt)
+            try:
+                content = self._call(messages, seed)
+                text = parse_reply(content)
+            except (_TransportFailure, ValueError) as exc:
+                problem = str(exc)
+            else:
+                missing = missing_terms(text, req.terms)
+                if not missing:
+                    return Outcome(
+                        req, text=text, generator=self._info(req, seed), attempts=attempt
+                    )
+                problem = f"reply lacks target term(s): {', '.join(missing)}"
+            log.debug("%s attempt %d: %s", req.id, attempt, problem)
+            feedback = (
+                f"Your previous reply was rejected: {problem}. Reply again with only the JSON "
+                "object, using every target term exactly as given."
+            )
+            messages = [*self.prompt.messages(req), {"role": "user", "content": feedback}]
+        return Outcome(req, error=problem, attempts=self.settings.max_attempts)
+
+    def _info(self, req: ScriptRequest, seed: int) -> GeneratorInfo:
+        return generator_info(
+            req,
+            self.name,
+            model=self.settings.model,
+            prompt_id=self.prompt.id,
+            seed=seed,
+            temperature=self.settings.temperature,
+            run_seed=req.seed,
+        )
+
+    def _call(self, messages: list[dict[str, Any]], seed: int) -> str | None:
+        """One chat completion with transport retries; fatal errors raise InputError."""
+        oa = self._openai
+        s = self.settings
+        extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if s.json_mode else {}
+        last = ""
+        for retry in range(s.retries + 1):
+            if self._abort.is_set():
+                raise _TransportFailure("stopped after a fatal endpoint error")
+            wait_s: float | None = None
+            try:
+                resp = self._client.chat.completions.create(
+                    model=s.model, messages=messages, temperature=s.temperature,  # type: ignore[arg-type]
+                    seed=seed, **extra,
+                )  # fmt: skip
+                return resp.choices[0].message.content if resp.choices else None
+            except oa.APITimeoutError:
+                last = f"timed out after {s.timeout:g} s"
+            except oa.APIConnectionError as exc:
+                last = f"connection failed ({exc.__cause__ or exc})"
+                if retry == s.retries:
+                    self._fatal(f"cannot reach the LLM endpoint {self._where}: {last}", exc)
+            except (oa.AuthenticationError, oa.PermissionDeniedError) as exc:
+                msg = f"{self._where}: the endpoint rejected the API key (HTTP {exc.status_code})"
+                self._fatal(msg, exc)
+            except oa.NotFoundError as exc:
+                msg = f"{self._where}: model '{s.model}' or the chat endpoint was not found (HTTP 404)"
+                self._fatal(msg, exc)
+            except oa.APIStatusError as exc:
+                if exc.status_code != 429 and exc.status_code < 500:
+                    raise _TransportFailure(f"HTTP {exc.status_code}: {exc.message}") from exc
+                last = f"HTTP {exc.status_code}"
+                wait_s = _retry_after(exc.response.headers.get("retry-after"))
+            if retry < s.retries:
+                delay = min(s.max_backoff, wait_s) if wait_s is not None else self._backoff(retry)
+                log.debug("retrying in %.2f s: %s", delay, last)
+                self._abort.wait(delay)
+        raise _TransportFailure(f"{last} ({s.retries + 1} tries)")
+
+    def _fatal(self, message: str, exc: Exception) -> NoReturn:
+        self._abort.set()
+        raise InputError(message) from exc
+
+    def _backoff(self, retry: int) -> float:
+        base = min(self.settings.max_backoff, self.settings.backoff * (2**retry))
+        return base * (0.5 + self._jitter.random() / 2)
+
+
+def _raise_first_error(futures: Sequence[Future[Outcome]]) -> None:
+    for fut in futures:
+        exc = fut.exception()
+        if exc is not None:
+            raise exc
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,14 @@
+"""``medasr script``: clinical dictations that use every target term."""
+
+from medasr_cli.script.plan import in_shard, parse_shard, plan_requests
+from medasr_cli.script.run import ScriptOptions, ScriptRunResult, generate_scripts, write_report
+
+__all__ = [
+    "ScriptOptions",
+    "ScriptRunResult",
+    "generate_scripts",
+    "in_shard",
+    "parse_shard",
+    "plan_requests",
+    "write_report",
+]

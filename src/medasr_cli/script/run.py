@@ -1,0 +1,227 @@
+"""The ``medasr script`` recipe: plan, skip what exists, generate, deduplicate, append.
+
+Records are appended one whole line at a time (:class:`JsonlAppender`), so an
+interrupted run leaves a valid file and the next run appends only the planned
+dictations that are still missing. A generated text that duplicates a kept one
+(exactly or nearly) is regenerated as another variant, up to ``max_variants``
+times, then reported. A backend failure is reported, never written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medasr_cli.core.errors import InputError
+from medasr_cli.core.jsonl import JsonlAppender, atomic_write, read_records
+from medasr_cli.core.records import Script, Term
+from medasr_cli.lexicon.spoken import with_spoken_forms
+from medasr_cli.llm import grammar
+from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest
+from medasr_cli.script.dedup import Deduper
+from medasr_cli.script.plan import in_shard, plan_requests
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ScriptOptions:
+    """How many dictations, in what mix, for which shard."""
+
+    per_term: int = 3
+    max_terms: int = 3
+    seed: int = 0
+    shard: tuple[int, int] | None = None
+    note_types: Sequence[str] = grammar.NOTE_TYPES
+    specialties: Sequence[str] = grammar.SPECIALTIES
+    styles: Sequence[str] = grammar.STYLES
+    max_variants: int = 3
+    near_duplicate: float = 0.8
+
+
+@dataclass
+class ScriptRunResult:
+    """What a run did, and the coverage it left."""
+
+    planned: int = 0
+    existing: int = 0
+    written: int = 0
+    duplicates: list[ScriptRequest] = field(default_factory=list)
+    failures: list[Outcome] = field(default_factory=list)
+    coverage: dict[str, int] = field(default_factory=dict)
+    needed: dict[str, int] = field(default_factory=dict)
+
+    def short(self) -> list[tuple[str, int, int]]:
+        """(term, have, need) for each term that fell short of its coverage."""
+        return [
+            (t, self.coverage.get(t, 0), n)
+            for t, n in self.needed.items()
+            if self.coverage.get(t, 0) < n
+        ]
+
+    def to_dict(self, per_term: int, shard: tuple[int, int] | None) -> dict[str, Any]:
+        """The JSON coverage report."""
+        return {
+            "per_term": per_term,
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "planned": self.planned,
+            "existing": self.existing,
+            "written": self.written,
+            "coverage": self.coverage,
+            "short": [{"term": t, "have": h, "need": n} for t, h, n in self.short()],
+            "failures": [
+                {
+                    "id": o.request.id,
+                    "terms": o.request.term_texts,
+                    "error": o.error,
+                    "attempts": o.attempts,
+                }
+                for o in self.failures
+            ],
+            "duplicates": [{"id": r.id, "terms": r.term_texts} for r in self.duplicates],
+        }
+
+
+class _LazyAppender:
+    """A JsonlAppender opened on first write, so a run that fails early creates no file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out: JsonlAppender | None = JsonlAppender(path) if path.exists() else None
+
+    def write(self, record: Script) -> None:
+        if self._out is None:
+            self._out = JsonlAppender(self.path)
+        self._out.write(record)
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+def _existing(out: _LazyAppender) -> list[Script]:
+    if not out.path.exists():
+        return []
+    return [s for _, s in read_records(out.path, Script, allow_empty=True)]
+
+
+def generate_scripts(
+    terms: Sequence[Term],
+    out: Path,
+    backend: ScriptBackend,
+    opts: ScriptOptions | None = None,
+    progress: Progress | None = None,
+) -> ScriptRunResult:
+    """Generate the missing dictations of the plan (or of its shard) into ``out``."""
+    opts = opts or ScriptOptions()
+    # a plain terms.txt has no spoken forms: derive them, so checks accept other spellings
+    terms = [t if t.spoken_forms else with_spoken_forms(t) for t in terms]
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory, expected the scripts.jsonl path")
+    plan = plan_requests(
+        terms, per_term=opts.per_term, max_terms=opts.max_terms, seed=opts.seed,
+        note_types=opts.note_types, specialties=opts.specialties, styles=opts.styles,
+    )  # fmt: skip
+    plan = [r for r in plan if in_shard(r.id, opts.shard)]
+    appender = _LazyAppender(out)  # cuts a torn last line left by a crash
+    try:
+        existing = _existing(appender)
+        result = ScriptRunResult(planned=len(plan))
+        dedup = Deduper(opts.near_duplicate)
+        for s in existing:
+            dedup.add(s.text)
+        have_ids = {s.id for s in existing}
+        counts = Counter(t.lower() for s in existing for t in s.terms)
+        pending = [
+            r for r in plan if r.id not in have_ids and not _covered(r, counts, opts.per_term)
+        ]
+        result.existing = len(plan) - len(pending)
+        log.debug(
+            "%d planned, %d already in %s, %d to generate",
+            len(plan),
+            result.existing,
+            out,
+            len(pending),
+        )
+        _run_waves(pending, backend, dedup, appender, opts, result, progress)
+    finally:
+        appender.close()
+    _fill_coverage(result, plan, _existing(appender), opts)
+    return result
+
+
+def _covered(req: ScriptRequest, counts: Counter[str], per_term: int) -> bool:
+    return all(counts[t.lower()] >= per_term for t in req.term_texts)
+
+
+def _run_waves(
+    pending: list[ScriptRequest],
+    backend: ScriptBackend,
+    dedup: Deduper,
+    out: _LazyAppender,
+    opts: ScriptOptions,
+    result: ScriptRunResult,
+    progress: Progress | None,
+) -> None:
+    total, done = len(pending), 0
+    while pending:
+        retry: list[ScriptRequest] = []
+        for outcome in backend.generate(pending):
+            req = outcome.request
+            if not outcome.ok or outcome.text is None or outcome.generator is None:
+                result.failures.append(outcome)
+                log.warning("%s (%s): %s", req.id, ", ".join(req.term_texts), outcome.error)
+            elif (reason := dedup.check(outcome.text)) is not None:
+                if req.variant + 1 < opts.max_variants:
+                    retry.append(req.next_variant())
+                    continue  # not done yet: its next variant is
+                result.duplicates.append(req)
+                log.warning("%s: %s duplicate after %d variants", req.id, reason, req.variant + 1)
+            else:
+                dedup.add(outcome.text)
+                out.write(
+                    Script(
+                        id=req.id,
+                        text=outcome.text,
+                        terms=req.term_texts,
+                        generator=outcome.generator,
+                    )
+                )
+                result.written += 1
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        pending = retry
+
+
+def _fill_coverage(
+    result: ScriptRunResult,
+    plan: Sequence[ScriptRequest],
+    records: Sequence[Script],
+    opts: ScriptOptions,
+) -> None:
+    """Coverage over the whole file, or over this shard's planned ids in a sharded run."""
+    names = {t.text.lower(): t.text for r in plan for t in r.terms}
+    if opts.shard is None:
+        needed = dict.fromkeys(names.values(), opts.per_term)
+        counted = records
+    else:
+        needed = dict(Counter(names[t.text.lower()] for r in plan for t in r.terms))
+        ids = {r.id for r in plan}
+        counted = [s for s in records if s.id in ids]
+    counts = Counter(t.lower() for s in counted for t in s.terms)
+    result.needed = needed
+    result.coverage = {name: counts.get(key, 0) for key, name in names.items()}
+
+
+def write_report(result: ScriptRunResult, path: Path, opts: ScriptOptions) -> None:
+    """Write the coverage report as JSON, atomically."""
+    import json
+
+    with atomic_write(path) as fh:
+        json.dump(result.to_dict(opts.per_term, opts.shard), fh, indent=2, ensure_ascii=False)
