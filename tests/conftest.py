@@ -32,6 +32,7 @@ def espeak_to_wav(text: str, path: Path, voice: str = "en-us", rate: int = 16000
     """Speak ``text`` with espeak-ng and write a mono WAV at ``rate`` Hz."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    path.parent.mkdir(parents=True, exist_ok=True)
     raw = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
     audio, sr = sf.read(raw, dtype="float32")

@@ -12,6 +12,7 @@ from medasr_cli.cli import eval as eval_cmd
 from medasr_cli.cli import lexicon as lexicon_cmd
 from medasr_cli.cli import manifest as manifest_cmd
 from medasr_cli.cli import script as script_cmd
+from medasr_cli.cli import train as train_cmd
 from medasr_cli.cli.common import err_console, state
 from medasr_cli.core.errors import MedasrError
 from medasr_cli.core.logging import setup_logging
@@ -53,6 +54,7 @@ def root(
 app.command(name="lexicon", help=lexicon_cmd.HELP, no_args_is_help=True)(lexicon_cmd.lexicon_command)
 app.command(name="script", help=script_cmd.HELP, no_args_is_help=True)(script_cmd.script_command)
 app.add_typer(manifest_cmd.app, name="manifest")
+app.command(name="train", help=train_cmd.HELP)(train_cmd.train_command)
 app.command(name="eval", help=eval_cmd.HELP, no_args_is_help=True)(eval_cmd.eval_command)
 
 

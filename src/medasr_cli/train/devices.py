@@ -1,0 +1,97 @@
+"""Accelerator, strategy and precision for the Lightning Trainer.
+
+On GPUs the default is DeepSpeed ZeRO stage 2 with every option of the config
+passed to Lightning's ``DeepSpeedStrategy``. Lightning refuses DeepSpeed
+without CUDA, so on CPU training falls back to DDP over gloo (with a warning),
+or fails clearly if the user asked for DeepSpeed explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from medasr_cli.core.errors import InputError
+from medasr_cli.train.dist import dist_env
+
+log = logging.getLogger(__name__)
+
+
+def resolve_accelerator(requested: str) -> str:
+    """``auto`` -> gpu or cpu; ``gpu`` without CUDA is a clear error."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if requested in ("gpu", "cuda"):
+        if not has_cuda:
+            raise InputError(
+                "--gpus: no CUDA GPU is visible on this machine (drop --gpus to train on CPU)"
+            )
+        return "gpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested != "auto":
+        raise InputError(f"trainer.accelerator: unknown value '{requested}' (auto, gpu or cpu)")
+    return "gpu" if has_cuda else "cpu"
+
+
+def resolve_devices(devices: Any, accelerator: str) -> Any:
+    """CPU runs one process per node; on GPU ``-1`` means every visible GPU."""
+    if accelerator == "cpu":
+        return 1 if devices in (-1, "auto", None) else int(devices)
+    return devices
+
+
+def resolve_precision(precision: Any, accelerator: str) -> Any:
+    """bf16 needs a GPU that supports it; CPU trains in fp32."""
+    import torch
+
+    if accelerator == "cpu":
+        if str(precision) not in ("32", "32-true"):
+            log.info("precision %s -> 32 on CPU", precision)
+        return "32-true"
+    if "bf16" in str(precision) and not torch.cuda.is_bf16_supported():
+        log.warning("this GPU has no bf16: using 16-mixed precision")
+        return "16-mixed"
+    return precision
+
+
+def deepspeed_kwargs(ds_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The DeepSpeedStrategy keyword arguments from the config's ``deepspeed`` section."""
+    kwargs = dict(ds_cfg)
+    for key in ("allgather_bucket_size", "reduce_bucket_size"):
+        if key in kwargs:
+            kwargs[key] = int(float(kwargs[key]))
+    return kwargs
+
+
+def build_strategy(
+    name: str,
+    accelerator: str,
+    num_nodes: int,
+    devices: Any,
+    ds_cfg: dict[str, Any],
+    *,
+    explicit: bool = False,
+) -> Any:
+    """A Lightning strategy object (or ``"auto"``) for ``name`` on ``accelerator``."""
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
+
+    if name not in ("deepspeed", "ddp", "auto"):
+        raise InputError(f"--strategy: unknown strategy '{name}' (deepspeed, ddp or auto)")
+    multi = num_nodes * (devices if isinstance(devices, int) and devices > 0 else 1) > 1
+    multi = multi or dist_env().world_size > 1
+    if accelerator == "cpu":
+        if name == "deepspeed":
+            if explicit:
+                raise InputError(
+                    "--strategy deepspeed needs CUDA GPUs (Lightning's DeepSpeedStrategy refuses "
+                    "to run on CPU); use --strategy ddp or auto on this machine"
+                )
+            log.warning("DeepSpeed needs CUDA: training on CPU with DDP over gloo instead")
+        return DDPStrategy(process_group_backend="gloo") if multi else "auto"
+    if name == "deepspeed":
+        return DeepSpeedStrategy(**deepspeed_kwargs(ds_cfg))
+    if name == "ddp" or multi:
+        return DDPStrategy(process_group_backend="nccl", find_unused_parameters=False)
+    return "auto"

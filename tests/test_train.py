@@ -1,0 +1,261 @@
+"""`medasr train` on CPU: config, strategies, a real tiny TDT training run, fine-tune, MLflow."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medasr_cli.core.errors import InputError
+
+pytest.importorskip("nemo.collections.asr")
+
+TRAIN_SENTENCES = [
+    "The patient was started on metoprolol twice daily.",
+    "Echocardiogram showed mild mitral regurgitation.",
+    "Continue apixaban and review in clinic.",
+    "She has a history of Crohn's disease.",
+    "Haemoglobin was low on admission.",
+    "No tenderness in the right iliac fossa.",
+    "Blood pressure is one forty over ninety.",
+    "Prescribe amoxicillin five hundred milligrams.",
+    "The chest X-ray shows bilateral effusions.",
+    "Refer to cardiology for an angiogram.",
+]
+FINETUNE_SENTENCES = [
+    "Start ramipril and recheck the potassium.",
+    "The abdomen is soft and non tender.",
+    "Plan a colonoscopy next week.",
+    "Continue metformin with meals.",
+    "Review the thyroid function tests.",
+]
+
+
+def medasr(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "medasr_cli", *args],
+        capture_output=True, text=True, check=False, timeout=timeout,
+    )  # fmt: skip
+
+
+def make_dataset(root: Path, sentences: list[str]) -> Path:
+    """espeak-ng utterances + a manifest built by `medasr manifest build`."""
+    from conftest import espeak_to_wav
+
+    audio = root / "audio"
+    for i, text in enumerate(sentences):
+        espeak_to_wav(text, audio / f"u{i:02d}.wav")
+        (audio / f"u{i:02d}.txt").write_text(text)
+    manifest = root / "all.jsonl"
+    proc = medasr("manifest", "build", str(audio), "--out", str(manifest))
+    assert proc.returncode == 0, proc.stderr
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def train_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("train_set"), TRAIN_SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def trained_run(train_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny FastConformer-TDT trained from scratch on CPU until it memorises the set."""
+    out = tmp_path_factory.mktemp("run")
+    proc = medasr("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
+                  "--val-manifest", str(train_set), "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "DeepSpeed" not in proc.stderr  # strategy auto in the preset: no fallback warning
+    return out
+
+
+# ---- fast: config and strategies ------------------------------------------------------------
+
+
+def test_print_config_merges_flags_and_dotlist() -> None:
+    proc = medasr("train", "--print-config", "--gpus", "8", "--nodes", "2", "--lr", "5e-5",
+                  "--set", "trainer.val_check_interval=0.25", "--set", "deepspeed.stage=2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import yaml
+
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["trainer"]["devices"] == 8 and cfg["trainer"]["num_nodes"] == 2
+    assert cfg["trainer"]["accelerator"] == "gpu"
+    assert cfg["trainer"]["val_check_interval"] == 0.25
+    assert cfg["model"]["optim"]["lr"] == 5e-5
+    assert cfg["model"]["preprocessor"]["features"] == 128
+    assert cfg["model"]["loss"]["tdt_kwargs"]["durations"] == [0, 1, 2, 3, 4]
+    assert cfg["model"]["train_ds"]["augmentor"]["speed"]["prob"] == 0.4
+
+
+def test_deepspeed_strategy_receives_every_option() -> None:
+    from medasr_cli.train.config import load_train_config
+    from medasr_cli.train.devices import build_strategy
+
+    cfg = load_train_config()
+    ds = dict(cfg.deepspeed)
+    strategy = build_strategy("deepspeed", "gpu", 8, 8, ds)
+    zero = strategy.config["zero_optimization"]
+    assert zero["stage"] == 2
+    assert zero["offload_optimizer"]["device"] == "cpu"
+    assert zero["contiguous_gradients"] is True and zero["overlap_comm"] is True
+    assert zero["allgather_bucket_size"] == 200_000_000 == zero["reduce_bucket_size"]
+    act = strategy.config["activation_checkpointing"]
+    assert act["partition_activations"] is True and act["cpu_checkpointing"] is True
+
+
+def test_cpu_falls_back_from_deepspeed(caplog: pytest.LogCaptureFixture) -> None:
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from medasr_cli.train.devices import build_strategy
+
+    assert build_strategy("deepspeed", "cpu", 1, 1, {}) == "auto"
+    multi = build_strategy("deepspeed", "cpu", 2, 1, {})
+    assert isinstance(multi, DDPStrategy) and multi._process_group_backend == "gloo"
+    assert "DeepSpeed needs CUDA" in caplog.text
+    with pytest.raises(InputError, match="needs CUDA GPUs"):
+        build_strategy("deepspeed", "cpu", 1, 1, {}, explicit=True)
+
+
+def test_bad_inputs_are_one_line(train_set: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio_filepath": "gone.wav", "duration": 1, "text": "x"}\n')
+    not_nemo = tmp_path / "model.txt"
+    not_nemo.write_text("x")
+    base = ["train", "--train-manifest", str(train_set), "--val-manifest", str(train_set),
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    cases = [
+        (["train", "--data", str(tmp_path / "nope")], "is not a folder"),
+        (["train", "--train-manifest", str(tmp_path / "x.jsonl"), "--val-manifest", str(train_set)],
+         "x.jsonl: train manifest not found"),
+        (["train", "--train-manifest", str(bad), "--val-manifest", str(train_set)],
+         "run `medasr manifest validate"),
+        ([*base, "--init", str(not_nemo)], "is not a .nemo file"),
+        ([*base, "--gpus", "8"], "no CUDA GPU is visible"),
+        ([*base, "--config", "tiny-cpu", "--strategy", "deepspeed"], "needs CUDA GPUs"),
+        ([*base, "--init", "nvidia/parakeet-tdt-0.6b-v2"], "could not be downloaded"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        proc = medasr(*args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert lines and expected in lines[-1], (args, proc.stderr[-2000:])
+    assert not (tmp_path / "run" / "model.nemo").exists()
+
+
+def test_replay_mix_ratio(train_set: Path, tmp_path: Path) -> None:
+    from medasr_cli.train.run import mix_replay
+
+    out = mix_replay(train_set, train_set, 0.3, tmp_path / "mixed.jsonl", seed=1)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    replay = sum(r["replay"] for r in rows)
+    assert len(rows) - replay == 10 and replay == round(0.3 / 0.7 * 10)
+
+
+# ---- slow: real training ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_model_memorises_and_restores_in_stock_nemo(trained_run: Path, train_set: Path) -> None:
+    nemo = trained_run / "model.nemo"
+    assert nemo.is_file()
+    # Stock NeMo, without medasr imported: the config still says TDT and NeMo's own loss loads.
+    code = (
+        "import sys; from nemo.collections.asr.models import ASRModel;"
+        f"m = ASRModel.restore_from({str(nemo)!r}, map_location='cpu');"
+        "assert 'medasr_cli' not in sys.modules;"
+        "print(m.cfg.loss.loss_name, type(m.loss._loss).__name__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["tdt", "TDTLossNumba"]
+    report = trained_run / "eval.json"
+    proc = medasr("eval", "--manifest", str(train_set), "--model", str(nemo), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text())["overall"]["wer"] < 0.10
+    ckpts = sorted((trained_run / "medasr" / "run" / "checkpoints").glob("*.ckpt"))
+    assert len({c.name for c in ckpts}) >= 2  # best-k are distinct files
+
+
+@pytest.mark.slow
+def test_mlflow_run_has_metrics_params_and_artifacts(trained_run: Path) -> None:
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{trained_run / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == "medasr"]
+    (run,) = client.search_runs([exp.experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) > 5
+    assert "val_wer" in run.data.metrics and "best_val_wer" in run.data.metrics
+    assert any(k.startswith("medasr/trainer") for k in run.data.params)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.nemo", "config.yaml"} <= artifacts
+    assert list((trained_run / "medasr" / "run").glob("events.out.tfevents*"))  # TensorBoard
+
+
+@pytest.mark.slow
+def test_finetune_with_init_keeps_tokenizer_and_tdt(trained_run: Path, tmp_path: Path) -> None:
+    import mlflow
+    from nemo.collections.asr.models import ASRModel
+
+    manifest = make_dataset(tmp_path / "ft", FINETUNE_SENTENCES)
+    out = tmp_path / "ft_run"
+    proc = medasr("train", "--config", "tiny-cpu", "--init", str(trained_run / "model.nemo"),
+                  "--train-manifest", str(manifest), "--val-manifest", str(manifest),
+                  "--out", str(out), "--max-steps", "30", "--lr", "1e-3",
+                  "--set", "trainer.check_val_every_n_epoch=5")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("medasr").experiment_id])
+    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"),
+                                      key=lambda m: m.step)]  # fmt: skip
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    before = ASRModel.restore_from(str(trained_run / "model.nemo"), map_location="cpu")
+    after = ASRModel.restore_from(str(out / "model.nemo"), map_location="cpu")
+    assert after.tokenizer.vocab == before.tokenizer.vocab
+    assert after.cfg.loss.loss_name == "tdt" and type(after.loss._loss).__name__ == "TDTLossNumba"
+    assert not (out / "tokenizer").exists()  # no new tokenizer was trained
+
+
+@pytest.mark.slow
+def test_change_tokenizer_keeps_tdt_loss(trained_run: Path, tmp_path: Path) -> None:
+    from nemo.collections.asr.models import ASRModel
+
+    from medasr_cli.train.arch import train_tokenizer
+    from medasr_cli.train.model_init import change_tokenizer
+    from medasr_cli.train.tdt_loss import VectorizedTDTLoss, swap_in_vectorized_tdt
+
+    model = ASRModel.restore_from(str(trained_run / "model.nemo"), map_location="cpu")
+    tok = train_tokenizer(FINETUNE_SENTENCES * 4, tmp_path / "tok", 48)
+    change_tokenizer(model, tok)
+    inner = model.loss._loss
+    assert type(inner).__name__ == "TDTLossNumba" and list(inner.durations) == [0, 1, 2, 3, 4]
+    assert model.cfg.loss.loss_name == "tdt"
+    assert swap_in_vectorized_tdt(model) and isinstance(model.loss._loss, VectorizedTDTLoss)
+
+
+@pytest.mark.slow
+def test_two_node_ddp_over_gloo(train_set: Path, tmp_path: Path) -> None:
+    from conftest import free_port
+
+    port = str(free_port())
+    out = tmp_path / "ddp"
+    procs = []
+    for node in (0, 1):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
+               "1", "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", port,
+               "-m", "medasr_cli", "train", "--config", "tiny-cpu", "--nodes", "2",
+               "--train-manifest", str(train_set), "--val-manifest", str(train_set),
+               "--out", str(out), "--max-steps", "6", "--set", "trainer.check_val_every_n_epoch=3"]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "process group up: rank 0/2" in outputs[0][1]
+    assert "process group up: rank 1/2" in outputs[1][1]
+    assert (out / "model.nemo").is_file()
+    con = sqlite3.connect(out / "mlflow.db")
+    assert con.execute("select count(*) from runs").fetchone()[0] == 1  # only rank 0 logs
+    assert "medasr train" in outputs[0][0] and "medasr train" not in outputs[1][0]
