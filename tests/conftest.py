@@ -28,6 +28,22 @@ SENTENCES = [
 ]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests on machines without CUDA (CI runs everything else)."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def espeak_to_wav(text: str, path: Path, voice: str = "en-us", rate: int = 16000) -> Path:
     """Speak ``text`` with espeak-ng and write a mono WAV at ``rate`` Hz."""
     if shutil.which("espeak-ng") is None:

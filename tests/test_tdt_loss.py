@@ -375,6 +375,7 @@ def test_swap_declines_a_non_tdt_model() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_and_nemo_numba_kernel() -> None:
     durations = [0, 1, 2, 3, 4]

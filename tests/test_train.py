@@ -159,7 +159,9 @@ def test_replay_mix_ratio(train_set: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_model_memorises_and_restores_in_stock_nemo(trained_run: Path, train_set: Path) -> None:
+def test_tiny_model_memorises_and_restores_in_stock_nemo(
+    trained_run: Path, train_set: Path
+) -> None:
     nemo = trained_run / "model.nemo"
     assert nemo.is_file()
     # Stock NeMo, without medasr imported: the config still says TDT and NeMo's own loss loads.
@@ -173,7 +175,9 @@ def test_tiny_model_memorises_and_restores_in_stock_nemo(trained_run: Path, trai
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["tdt", "TDTLossNumba"]
     report = trained_run / "eval.json"
-    proc = medasr("eval", "--manifest", str(train_set), "--model", str(nemo), "--report", str(report))
+    proc = medasr(
+        "eval", "--manifest", str(train_set), "--model", str(nemo), "--report", str(report)
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(report.read_text())["overall"]["wer"] < 0.10
     ckpts = sorted((trained_run / "medasr" / "run" / "checkpoints").glob("*.ckpt"))
@@ -249,7 +253,9 @@ def test_two_node_ddp_over_gloo(train_set: Path, tmp_path: Path) -> None:
                "-m", "medasr_cli", "train", "--config", "tiny-cpu", "--nodes", "2",
                "--train-manifest", str(train_set), "--val-manifest", str(train_set),
                "--out", str(out), "--max-steps", "6", "--set", "trainer.check_val_every_n_epoch=3"]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]

@@ -19,7 +19,9 @@ def default_config_text() -> str:
 def presets() -> list[str]:
     """Names of the shipped config presets (``--config NAME``)."""
     files = resources.files("medasr_cli.data.train").iterdir()
-    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml") and f.name != DEFAULT_CONFIG)
+    return sorted(
+        f.name[:-5] for f in files if f.name.endswith(".yaml") and f.name != DEFAULT_CONFIG
+    )
 
 
 def _config_layer(config: str) -> Any:
@@ -27,10 +29,14 @@ def _config_layer(config: str) -> Any:
 
     path = Path(config)
     if not path.is_file() and config in presets():
-        text = resources.files("medasr_cli.data.train").joinpath(f"{config}.yaml").read_text("utf-8")
+        text = (
+            resources.files("medasr_cli.data.train").joinpath(f"{config}.yaml").read_text("utf-8")
+        )
         return OmegaConf.create(text)
     if not path.is_file():
-        raise InputError(f"--config: {config} is neither a file nor a preset ({', '.join(presets())})")
+        raise InputError(
+            f"--config: {config} is neither a file nor a preset ({', '.join(presets())})"
+        )
     try:
         return OmegaConf.load(path)
     except Exception as exc:

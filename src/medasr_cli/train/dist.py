@@ -30,7 +30,9 @@ def dist_env() -> DistEnv:
     """Ranks from torchrun/PyTorchJob (RANK, LOCAL_RANK, WORLD_SIZE) or SLURM variables."""
     env = os.environ
     if "WORLD_SIZE" in env:
-        return DistEnv(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"]))
+        return DistEnv(
+            int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"])
+        )
     if "SLURM_NTASKS" in env and "SLURM_PROCID" in env:
         return DistEnv(
             int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(env["SLURM_NTASKS"])

@@ -41,7 +41,11 @@ def build_from_scratch(cfg: Any, texts: list[str], out_dir: Path) -> Any:
     barrier()
     base = OmegaConf.create(build_model_config(str(cfg.arch), tok_dir))
     user = OmegaConf.create(
-        {k: cfg.model[k] for k in ("preprocessor", "spec_augment", "loss", "optim") if k in cfg.model}
+        {
+            k: cfg.model[k]
+            for k in ("preprocessor", "spec_augment", "loss", "optim")
+            if k in cfg.model
+        }
     )
     merged = OmegaConf.merge(base, user)
     merged.encoder.feat_in = merged.preprocessor.features
@@ -55,7 +59,7 @@ def change_tokenizer(model: Any, tokenizer_dir: Path) -> None:
     plain RNNT loss, which makes a fine-tuned TDT head stall; we restore it.
     """
     from nemo.collections.asr.losses.rnnt import RNNTLoss
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     if not (tokenizer_dir / "tokenizer.model").is_file():
         raise InputError(f"--tokenizer: {tokenizer_dir} has no tokenizer.model")
@@ -72,7 +76,7 @@ def change_tokenizer(model: Any, tokenizer_dir: Path) -> None:
         )
         if model.joint.fuse_loss_wer:
             model.joint.set_loss(model.loss)
-        with OmegaConf.open_dict(model.cfg):
+        with open_dict(model.cfg):
             model.cfg.loss = loss_cfg
 
 
@@ -81,7 +85,9 @@ def freeze(model: Any, encoder_layers: int, decoder: bool) -> None:
     if encoder_layers > 0:
         layers = model.encoder.layers
         if encoder_layers > len(layers):
-            raise InputError(f"--freeze-encoder-layers {encoder_layers}: the encoder has {len(layers)}")
+            raise InputError(
+                f"--freeze-encoder-layers {encoder_layers}: the encoder has {len(layers)}"
+            )
         for module in [model.encoder.pre_encode, *layers[:encoder_layers]]:
             for p in module.parameters():
                 p.requires_grad_(False)

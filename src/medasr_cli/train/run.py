@@ -70,12 +70,20 @@ def _data_cfg(ds: Any, manifest: Path, accelerator: str, world: int) -> Any:
 
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create(OmegaConf.to_container(ds, resolve=True))
+    cfg: Any = OmegaConf.create(OmegaConf.to_container(ds, resolve=True))
     cfg.manifest_filepath = str(manifest)
     if accelerator == "cpu":
         cfg.pin_memory = False
-        cfg.num_workers = min(int(cfg.get("num_workers", 0)), max(0, (os.cpu_count() or 1) // world - 1))
+        cfg.num_workers = min(
+            int(cfg.get("num_workers", 0)), max(0, (os.cpu_count() or 1) // world - 1)
+        )
     return cfg
+
+
+def _as_dict(container: Any) -> dict[str, Any]:
+    if not isinstance(container, dict):
+        raise InputError(f"config: expected a mapping, got {type(container).__name__}")
+    return {str(k): v for k, v in container.items()}
 
 
 def build_trainer(cfg: Any, out_dir: Path, explicit_strategy: bool) -> tuple[Any, str]:
@@ -85,14 +93,13 @@ def build_trainer(cfg: Any, out_dir: Path, explicit_strategy: bool) -> tuple[Any
 
     from medasr_cli.train.callbacks import ThroughputCallback
 
-    t = OmegaConf.to_container(cfg.trainer, resolve=True)
-    assert isinstance(t, dict)
+    t = _as_dict(OmegaConf.to_container(cfg.trainer, resolve=True))
     accelerator = resolve_accelerator(str(t.pop("accelerator")))
     devices = resolve_devices(t.pop("devices"), accelerator)
     num_nodes = int(t.pop("num_nodes"))
     strategy = build_strategy(
         str(t.pop("strategy")), accelerator, num_nodes, devices,
-        dict(OmegaConf.to_container(cfg.deepspeed, resolve=True)),  # type: ignore[arg-type]
+        _as_dict(OmegaConf.to_container(cfg.deepspeed, resolve=True)),
         explicit=explicit_strategy,
     )  # fmt: skip
     precision = resolve_precision(t.pop("precision"), accelerator)
@@ -105,7 +112,9 @@ def build_trainer(cfg: Any, out_dir: Path, explicit_strategy: bool) -> tuple[Any
     return trainer, accelerator
 
 
-def _exp_manager(trainer: Any, cfg: Any, out_dir: Path, resume: bool, mlflow_uri: str | None) -> None:
+def _exp_manager(
+    trainer: Any, cfg: Any, out_dir: Path, resume: bool, mlflow_uri: str | None
+) -> None:
     """NeMo's exp_manager for TensorBoard, checkpoints and resume; MLflow attached by us.
 
     NeMo 3.0's exp_manager passes ``run_name`` twice to ``MLFlowLogger`` (its
@@ -116,7 +125,7 @@ def _exp_manager(trainer: Any, cfg: Any, out_dir: Path, resume: bool, mlflow_uri
     from nemo.utils.exp_manager import exp_manager
     from omegaconf import OmegaConf
 
-    em = OmegaConf.create(OmegaConf.to_container(cfg.exp_manager, resolve=True))
+    em: Any = OmegaConf.create(OmegaConf.to_container(cfg.exp_manager, resolve=True))
     em.exp_dir = str(out_dir)
     em.version = "run"
     em.use_datetime_version = False
@@ -131,7 +140,9 @@ def _exp_manager(trainer: Any, cfg: Any, out_dir: Path, resume: bool, mlflow_uri
         local = f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
         uri = mlflow_uri or ml_kwargs.get("tracking_uri") or local
         mlf = MLFlowLogger(
-            artifact_location=None if uri != local else (out_dir / "mlartifacts").resolve().as_uri(),
+            artifact_location=None
+            if uri != local
+            else (out_dir / "mlartifacts").resolve().as_uri(),
             experiment_name=ml_kwargs.get("experiment_name") or "medasr",
             run_name=ml_kwargs.get("run_name") or out_dir.name,
             tracking_uri=uri,
@@ -199,8 +210,12 @@ def run_training(
     model = init_model(cfg, [e.text for e in train_entries], out_dir, accelerator, tokenizer)
     _exp_manager(trainer, cfg, out_dir, resume, mlflow_uri)
     model.set_trainer(trainer)
-    model.setup_training_data(_data_cfg(cfg.model.train_ds, train_manifest, accelerator, env.world_size))
-    model.setup_validation_data(_data_cfg(cfg.model.validation_ds, val_manifest, accelerator, env.world_size))
+    model.setup_training_data(
+        _data_cfg(cfg.model.train_ds, train_manifest, accelerator, env.world_size)
+    )
+    model.setup_validation_data(
+        _data_cfg(cfg.model.validation_ds, val_manifest, accelerator, env.world_size)
+    )
     model.setup_optimization(cfg.model.optim)
     if env.is_global_zero:
         with atomic_write(out_dir / "config.yaml") as fh:
