@@ -120,6 +120,7 @@ def test_cpu_falls_back_from_deepspeed(caplog: pytest.LogCaptureFixture) -> None
         build_strategy("deepspeed", "cpu", 1, 1, {}, explicit=True)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line(train_set: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio_filepath": "gone.wav", "duration": 1, "text": "x"}\n')
@@ -224,14 +225,14 @@ def test_finetune_with_init_keeps_tokenizer_and_tdt(trained_run: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_change_tokenizer_keeps_tdt_loss(trained_run: Path, tmp_path: Path) -> None:
+def test_change_tokenizer_keeps_tdt_loss(tiny_model: Path, tmp_path: Path) -> None:
     from nemo.collections.asr.models import ASRModel
 
     from medasr_cli.train.arch import train_tokenizer
     from medasr_cli.train.model_init import change_tokenizer
     from medasr_cli.train.tdt_loss import VectorizedTDTLoss, swap_in_vectorized_tdt
 
-    model = ASRModel.restore_from(str(trained_run / "model.nemo"), map_location="cpu")
+    model = ASRModel.restore_from(str(tiny_model), map_location="cpu")
     tok = train_tokenizer(FINETUNE_SENTENCES * 4, tmp_path / "tok", 48)
     change_tokenizer(model, tok)
     inner = model.loss._loss
@@ -265,3 +266,19 @@ def test_two_node_ddp_over_gloo(train_set: Path, tmp_path: Path) -> None:
     con = sqlite3.connect(out / "mlflow.db")
     assert con.execute("select count(*) from runs").fetchone()[0] == 1  # only rank 0 logs
     assert "medasr train" in outputs[0][0] and "medasr train" not in outputs[1][0]
+
+
+@pytest.mark.slow
+def test_resume_continues_from_last_checkpoint(train_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resume"
+    common = ["train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
+              "--val-manifest", str(train_set), "--out", str(out),
+              "--set", "trainer.check_val_every_n_epoch=1"]  # fmt: skip
+    first = medasr(*common, "--max-steps", "4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpts = out / "medasr" / "run" / "checkpoints"
+    assert any("step=4" in p.name for p in ckpts.glob("*last.ckpt"))
+    second = medasr(*common, "--max-steps", "8", "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming training from checkpoint" in second.stderr + second.stdout
+    assert any("step=8" in p.name for p in ckpts.glob("*last.ckpt"))
