@@ -12,6 +12,7 @@ from medasr_cli.cli import eval as eval_cmd
 from medasr_cli.cli import lexicon as lexicon_cmd
 from medasr_cli.cli import manifest as manifest_cmd
 from medasr_cli.cli import script as script_cmd
+from medasr_cli.cli import serve as serve_cmd
 from medasr_cli.cli import train as train_cmd
 from medasr_cli.cli.common import err_console, state
 from medasr_cli.core.errors import MedasrError
@@ -56,6 +57,7 @@ app.command(name="script", help=script_cmd.HELP, no_args_is_help=True)(script_cm
 app.add_typer(manifest_cmd.app, name="manifest")
 app.command(name="train", help=train_cmd.HELP)(train_cmd.train_command)
 app.command(name="eval", help=eval_cmd.HELP, no_args_is_help=True)(eval_cmd.eval_command)
+app.command(name="serve", help=serve_cmd.HELP)(serve_cmd.serve_command)
 
 
 def main() -> None:

@@ -1,0 +1,154 @@
+"""Server configuration: flags and ``MEDASR_*`` environment variables, validated once.
+
+One :class:`ServeSettings` object is built at start-up (by the CLI or a test)
+and passed to :func:`medasr_cli.serve.app.create_app`; nothing reads global
+configuration later, so tests never have to patch anything.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from medasr_cli.core.errors import InputError
+
+MIB = 1024 * 1024
+ENV_PREFIX = "MEDASR_"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b`` or a JSON list (``["a","b"]``) from the environment, or a Python list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class ServeSettings(BaseSettings):
+    """Every knob of ``medasr serve``; each field is also ``MEDASR_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, protected_namespaces=()
+    )
+
+    model: str = Field(description="A .nemo file or a NeMo hub name to serve.")
+    model_id: str = Field(
+        "parakeet-tdt-0.6b-v2",
+        description="Model id clients send as `model` and `GET /v1/models` lists.",
+    )
+    model_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Other accepted `model` values (e.g. whisper-1 for clients that hard-code it).",
+    )
+    host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 for all).")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted bearer keys, comma-separated; none = open server (warned at start).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Browser origins allowed by CORS, comma-separated."
+    )
+    cors_allow_credentials: bool = Field(
+        False, description="Allow cookies/auth headers cross-origin (never with origin '*')."
+    )
+    max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted upload, in MiB.")
+    max_audio_s: float = Field(
+        7200.0, gt=0, description="Longest accepted audio after decoding, in seconds (400 beyond)."
+    )
+    queue_size: int = Field(
+        64, ge=1, description="Audio pieces that may wait for the model; more gives 503."
+    )
+    max_batch_size: int = Field(16, ge=1, description="Most pieces decoded in one model call.")
+    max_wait_ms: float = Field(
+        10.0, ge=0, description="How long a batch waits for more requests before it runs."
+    )
+    max_batch_audio_s: float = Field(
+        1440.0, gt=0, description="Padded audio seconds allowed in one batch (memory guard)."
+    )
+    max_single_pass_s: float = Field(
+        1440.0, gt=1, description="Audio up to this long is decoded in one pass; longer is chunked."
+    )
+    chunk_overlap_s: float = Field(
+        10.0, ge=0, description="Overlap between chunks of long audio, in seconds."
+    )
+    max_segment_s: float = Field(
+        30.0, gt=0, description="Split longer segments at word boundaries (for srt/vtt)."
+    )
+    device: str = Field("auto", description="auto, cpu or cuda[:N].")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="Torch CPU threads for inference (default: torch's choice)."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Autocast on CUDA: auto = bf16 where supported, else fp16; CPU is fp32."
+    )
+    keyword_boosting: bool = Field(
+        True, description="Bias decoding toward request `keywords[]` (NeMo per-stream boosting)."
+    )
+    keyword_boost_alpha: float = Field(1.0, ge=0, description="Weight of keyword boosting.")
+    keyword_context_score: float = Field(
+        1.0, ge=0, description="Per-token bonus inside a boosted phrase."
+    )
+    decode_concurrency: int = Field(4, ge=1, description="Uploads decoded with ffmpeg at once.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 503.")
+    warmup: bool = Field(True, description="Run one inference before reporting ready.")
+    shutdown_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, wait this long for in-flight requests."
+    )
+    latency_window_s: float = Field(
+        60.0, gt=0, description="Window of the nemo_asr_request_latency_seconds_avg gauge."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_json: bool = Field(False, description="One JSON object per log line.")
+    log_transcripts: bool = Field(
+        False, description="Put transcript text in request logs (off: clinical data)."
+    )
+
+    @field_validator("model_aliases", "cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @model_validator(mode="after")
+    def _cors_is_safe(self) -> ServeSettings:
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ValueError("cors_origins '*' cannot be combined with cors_allow_credentials")
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * MIB)
+
+    @property
+    def served_ids(self) -> tuple[str, ...]:
+        """Every `model` value that this server answers to."""
+        return (self.model_id, *self.model_aliases)
+
+    def api_key_values(self) -> list[bytes]:
+        """The configured keys as bytes, for constant-time comparison."""
+        return [k.get_secret_value().encode() for k in self.api_keys if k.get_secret_value()]
+
+
+def load_settings(**overrides: Any) -> ServeSettings:
+    """Build settings from the environment plus explicit overrides (``None`` values are skipped).
+
+    Raises :class:`InputError` with one line naming the bad field, so the CLI
+    can show it without a traceback.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ServeSettings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        env = f" (env {ENV_PREFIX}{where.upper()})" if where != "settings" else ""
+        raise InputError(f"serve setting {where}{env}: {first.get('msg')}") from exc
