@@ -282,3 +282,26 @@ def test_resume_continues_from_last_checkpoint(train_set: Path, tmp_path: Path) 
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming training from checkpoint" in second.stderr + second.stdout
     assert any("step=8" in p.name for p in ckpts.glob("*last.ckpt"))
+
+
+def test_freeze_and_architectures(tiny_model: Path) -> None:
+    from nemo.collections.asr.models import ASRModel
+
+    from medasr_cli.train.arch import build_model_config
+    from medasr_cli.train.model_init import freeze
+
+    xl = build_model_config("parakeet-xl", Path("tok"))
+    assert (xl["encoder"]["n_layers"], xl["encoder"]["d_model"]) == (24, 1024)
+    assert xl["encoder"]["subsampling"] == "dw_striding" and xl["encoder"]["subsampling_factor"] == 8
+    assert xl["preprocessor"]["features"] == 128 and xl["loss"]["loss_name"] == "tdt"
+    with pytest.raises(InputError, match="unknown architecture"):
+        build_model_config("huge", Path("tok"))
+    model = ASRModel.restore_from(str(tiny_model), map_location="cpu")
+    freeze(model, 1, True)
+    assert not any(p.requires_grad for p in model.encoder.pre_encode.parameters())
+    assert not any(p.requires_grad for p in model.encoder.layers[0].parameters())
+    assert all(p.requires_grad for p in model.encoder.layers[1].parameters())
+    assert not any(p.requires_grad for p in model.decoder.parameters())
+    assert all(p.requires_grad for p in model.joint.parameters())
+    with pytest.raises(InputError, match="the encoder has 2"):
+        freeze(model, 5, False)
