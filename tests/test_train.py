@@ -292,7 +292,9 @@ def test_freeze_and_architectures(tiny_model: Path) -> None:
 
     xl = build_model_config("parakeet-xl", Path("tok"))
     assert (xl["encoder"]["n_layers"], xl["encoder"]["d_model"]) == (24, 1024)
-    assert xl["encoder"]["subsampling"] == "dw_striding" and xl["encoder"]["subsampling_factor"] == 8
+    assert (
+        xl["encoder"]["subsampling"] == "dw_striding" and xl["encoder"]["subsampling_factor"] == 8
+    )
     assert xl["preprocessor"]["features"] == 128 and xl["loss"]["loss_name"] == "tdt"
     with pytest.raises(InputError, match="unknown architecture"):
         build_model_config("huge", Path("tok"))

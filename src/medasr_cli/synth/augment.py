@@ -1,0 +1,166 @@
+"""The augmentation chain: speed, reverb, background noise at a measured SNR, channel, hiss, gain.
+
+Physical order: speed -> room reverb -> + background noise -> telephone
+channel -> + electronic hiss -> gain -> peak limit -> 16-bit PCM. Speech and
+noise travel separately through the (linear) channel, so the noise is scaled
+to hit the requested SNR *at the output*, and the SNR recorded is measured on
+the samples as written. Every random draw comes from the caller's generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medasr_cli.core.records import Augmentation
+from medasr_cli.synth import dsp
+from medasr_cli.synth.config import SynthConfig
+from medasr_cli.synth.noise import AudioLibrary, load_rir, pick_noise
+
+REVERB_TAIL_S = 0.3
+
+
+@dataclass
+class Augmented:
+    """The samples to write and what was done to them."""
+
+    pcm: np.ndarray  # int16
+    augmentations: list[Augmentation]
+    snr_db: float | None = None  # measured on ``pcm``
+    noise_source: str | None = None
+    noise_type: str | None = None
+    peak_dbfs: float = -math.inf
+    clipped_samples: int = 0
+
+
+@dataclass
+class _State:
+    speech: np.ndarray
+    noise: np.ndarray | None = None
+    hiss: np.ndarray | None = None
+    steps: list[Augmentation] = field(default_factory=list)
+    noise_step: Augmentation | None = None
+
+
+def _draw(rng: np.random.Generator, lo_hi: tuple[float, float], digits: int = 2) -> float:
+    return round(float(rng.uniform(*lo_hi)), digits)
+
+
+class AugmentChain:
+    """Apply the configured steps, each with its own probability, to 16 kHz speech."""
+
+    def __init__(
+        self, config: SynthConfig, noise: AudioLibrary | None, rirs: AudioLibrary | None
+    ) -> None:
+        self.cfg = config.augment
+        self.sr = config.sample_rate
+        self.ceiling = dsp.db_to_gain(config.peak_dbfs)
+        self.noise = noise
+        self.rirs = rirs
+
+    def __call__(self, speech: np.ndarray, rng: np.random.Generator) -> Augmented:
+        """Augment ``speech`` (float32 at the output rate); nothing here writes files."""
+        st = _State(speech)
+        self._speed(st, rng)
+        self._reverb(st, rng)
+        self._add_noise(st, rng)
+        self._telephone(st, rng)
+        self._scale_noise(st)
+        self._hiss(st, rng)
+        return self._finish(st, rng)
+
+    def _speed(self, st: _State, rng: np.random.Generator) -> None:
+        if rng.random() < self.cfg.speed.p:
+            factor = dsp.speed_factor(float(rng.uniform(*self.cfg.speed.factor)))
+            st.speech = dsp.change_speed(st.speech, factor)
+            st.steps.append(Augmentation(kind="speed", params={"factor": round(float(factor), 4)}))
+
+    def _reverb(self, st: _State, rng: np.random.Generator) -> None:
+        if rng.random() >= self.cfg.reverb.p:
+            return
+        params: dict[str, Any]
+        if self.rirs:
+            f = self.rirs.choose(rng)
+            rir = dsp.prepare_rir(load_rir(f, self.sr))
+            params = {"rir": f.label, "simulated": False}
+        else:
+            rt60, drr = _draw(rng, self.cfg.reverb.rt60_s, 3), _draw(rng, self.cfg.reverb.drr_db)
+            rir = dsp.simulated_rir(rng, self.sr, rt60, drr)
+            params = {"rir": "simulated", "simulated": True, "rt60_s": rt60, "drr_db": drr}
+        st.speech = dsp.apply_rir(st.speech, rir, REVERB_TAIL_S, self.sr)
+        st.steps.append(Augmentation(kind="reverb", params=params))
+
+    def _add_noise(self, st: _State, rng: np.random.Generator) -> None:
+        if not self.noise or rng.random() >= self.cfg.noise.p:
+            return
+        st.noise, f, offset = pick_noise(self.noise, len(st.speech), self.sr, rng)
+        params = {"source": f.label, "category": f.category, "offset_s": offset,
+                  "requested_snr_db": _draw(rng, self.cfg.noise.snr_db)}  # fmt: skip
+        st.noise_step = Augmentation(kind="noise", params=params)
+        st.steps.append(st.noise_step)
+
+    def _telephone(self, st: _State, rng: np.random.Generator) -> None:
+        tel = self.cfg.telephone
+        if rng.random() >= tel.p:
+            return
+        low, high = _draw(rng, tel.low_hz, 1), _draw(rng, tel.high_hz, 1)
+        narrow = bool(rng.random() < tel.narrowband)
+        st.speech = dsp.telephone(st.speech, self.sr, low, high, narrow)
+        if st.noise is not None:  # linear: filtering the parts equals filtering the mix
+            st.noise = dsp.telephone(st.noise, self.sr, low, high, narrow)
+        params = {"low_hz": low, "high_hz": high, "narrowband": narrow}
+        st.steps.append(Augmentation(kind="telephone", params=params))
+
+    def _scale_noise(self, st: _State) -> None:
+        if st.noise is None or st.noise_step is None:
+            return
+        target = float(st.noise_step.params["requested_snr_db"])
+        ratio = dsp.power(st.speech) / (dsp.power(st.noise) * 10 ** (target / 10) + dsp.EPS)
+        st.noise = (st.noise * np.float32(math.sqrt(ratio))).astype(np.float32)
+
+    def _hiss(self, st: _State, rng: np.random.Generator) -> None:
+        if rng.random() >= self.cfg.gaussian.p:
+            return
+        snr = _draw(rng, self.cfg.gaussian.snr_db)
+        signal = st.speech if st.noise is None else st.speech + st.noise
+        level = math.sqrt(dsp.power(signal) / 10 ** (snr / 10))
+        st.hiss = (rng.standard_normal(len(st.speech)) * level).astype(np.float32)
+        st.steps.append(Augmentation(kind="gaussian", params={"snr_db": snr}))
+
+    def _finish(self, st: _State, rng: np.random.Generator) -> Augmented:
+        """Gain, peak limit (scale down, never clip), quantise, and measure."""
+        gain_db = _draw(rng, self.cfg.gain.db) if rng.random() < self.cfg.gain.p else 0.0
+        mix = st.speech.copy()
+        for part in (st.noise, st.hiss):
+            if part is not None:
+                mix += part
+        peak = float(np.abs(mix).max()) * dsp.db_to_gain(gain_db)
+        applied = (
+            gain_db if peak <= self.ceiling else gain_db + 20 * math.log10(self.ceiling / peak)
+        )
+        g = np.float32(dsp.db_to_gain(applied))
+        pcm = dsp.to_pcm16(mix * g)
+        st.steps.append(Augmentation(kind="gain", params={
+            "requested_db": gain_db, "applied_db": round(applied, 2),
+            "limited": bool(applied < gain_db - 1e-6)}))  # fmt: skip
+        out = Augmented(pcm, st.steps)
+        if st.noise_step is not None:
+            out.snr_db = self._measured_snr(st, pcm, g)
+            st.noise_step.params["measured_snr_db"] = out.snr_db
+            out.noise_source = str(st.noise_step.params["source"])
+            out.noise_type = str(st.noise_step.params["category"])
+        top = int(np.abs(pcm.astype(np.int32)).max())
+        out.peak_dbfs = round(20 * math.log10(max(1, top) / 32767), 2)
+        out.clipped_samples = int(np.count_nonzero(np.abs(pcm.astype(np.int32)) >= 32767))
+        return out
+
+    @staticmethod
+    def _measured_snr(st: _State, pcm: np.ndarray, g: np.float32) -> float:
+        """Speech vs everything else that is not hiss, on the quantised samples."""
+        speech = st.speech * g
+        written = pcm.astype(np.float32) * np.float32(1 / 32767.0)
+        rest = written - speech if st.hiss is None else written - speech - st.hiss * g
+        return round(dsp.snr_db(speech, rest), 2)

@@ -1,0 +1,265 @@
+"""``medasr synth`` as a library function: plan, skip what is done, render in processes.
+
+Output folder layout::
+
+    OUT/audio/<utterance id>.wav     16 kHz mono PCM (or .flac)
+    OUT/utterances.jsonl             one Utterance per line (``utterances.shard-K-of-N.jsonl``)
+    OUT/scripts.jsonl                the scripts generated from --terms
+    OUT/noise-bank/                  the default hospital noise bank (built once)
+
+Resumable and idempotent: records are appended and flushed one by one as
+utterances finish (a crash loses at most the utterances in flight), an
+utterance whose record has the same inputs hash and whose audio exists is
+skipped, and at the end the JSONL is rewritten atomically with one record
+per id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medasr_cli.core.errors import InputError, MedasrError
+from medasr_cli.core.jsonl import JsonlAppender, write_jsonl
+from medasr_cli.core.records import Script
+from medasr_cli.synth.config import SynthConfig, load_config
+from medasr_cli.synth.inputs import load_scripts, scripts_from_terms
+from medasr_cli.synth.noise import AudioLibrary, scan_noise, scan_rirs
+from medasr_cli.synth.noisebank import ensure_noise_bank
+from medasr_cli.synth.plan import is_done, plan_jobs, read_existing, select_shard
+from medasr_cli.synth.render import (
+    Job,
+    Outcome,
+    Renderer,
+    RenderSettings,
+    init_worker,
+    render_in_worker,
+)
+from medasr_cli.synth.summary import SynthSummary, summarise
+from medasr_cli.synth.verbalize import Verbalizer, load_respellings, packaged_respellings
+from medasr_cli.synth.voices import ORDERS, default_plan
+from medasr_cli.tts.base import VoiceSpec
+from medasr_cli.tts.registry import EngineOptions, create_engine
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, float], None]  # (done, total, audio seconds so far)
+
+
+@dataclass
+class SynthRequest:
+    """What to synthesise and how; defaults give the product card's offline run."""
+
+    out_dir: Path
+    scripts: Path | None = None
+    terms: Path | None = None
+    voices: list[VoiceSpec] | None = None
+    voice_order: str = "round-robin"
+    per_script: int = 1
+    scripts_per_term: int = 3
+    config: SynthConfig = field(default_factory=load_config)
+    noise_dirs: list[Path] = field(default_factory=list)
+    noise_bank: Path | None = None
+    auto_noise_bank: bool = True
+    rir_dirs: list[Path] = field(default_factory=list)
+    respellings: Path | None = None
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    seed: int = 0
+    jobs: int = 1
+    shard: tuple[int, int] | None = None
+    audio_format: str = "wav"
+    limit: int | None = None
+
+    @property
+    def jsonl_path(self) -> Path:
+        if self.shard is None:
+            return self.out_dir / "utterances.jsonl"
+        k, n = self.shard
+        return self.out_dir / f"utterances.shard-{k}-of-{n}.jsonl"
+
+
+def _scripts(req: SynthRequest) -> list[Script]:
+    if (req.scripts is None) == (req.terms is None):
+        raise InputError("give exactly one of --scripts FILE or --terms FILE")
+    if req.scripts is not None:
+        scripts = load_scripts(req.scripts)
+    else:
+        assert req.terms is not None
+        scripts = scripts_from_terms(
+            req.terms, req.out_dir / "scripts.jsonl", per_term=req.scripts_per_term, seed=req.seed
+        )
+    return scripts[: req.limit] if req.limit else scripts
+
+
+def _check_voices(voices: list[VoiceSpec], options: EngineOptions) -> None:
+    engines: dict[str, Any] = {}
+    for v in voices:
+        if v.engine not in engines:
+            engines[v.engine] = create_engine(v.engine, options)
+        engines[v.engine].check_voice(v.voice)
+
+
+def _libraries(req: SynthRequest) -> tuple[AudioLibrary | None, AudioLibrary | None]:
+    bank = req.noise_bank
+    wants_noise = req.config.augment.noise.p > 0
+    if bank is None and not req.noise_dirs and wants_noise and req.auto_noise_bank:
+        bank = ensure_noise_bank(req.out_dir / "noise-bank", seed=0)
+    noise = scan_noise(req.noise_dirs, bank) if (req.noise_dirs or bank) else None
+    rirs = scan_rirs(req.rir_dirs) if req.rir_dirs else None
+    if wants_noise and noise is None:
+        log.warning("no noise sources: utterances are written without background noise")
+    return noise, rirs
+
+
+def _fingerprint(req: SynthRequest, noise: AudioLibrary | None, rirs: AudioLibrary | None) -> str:
+    parts = [
+        req.config.model_dump_json(),
+        repr(req.engine_options.coqui),  # not the thread count: it does not change the audio
+        noise.fingerprint() if noise else "-",
+        rirs.fingerprint() if rirs else "-",
+    ]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _verbalizer(req: SynthRequest) -> Verbalizer:
+    respell = packaged_respellings()
+    if req.respellings is not None:
+        respell.update(load_respellings(req.respellings))
+    if req.terms is not None and req.terms.suffix.lower() == ".jsonl":
+        respell.update(load_respellings(req.terms))
+    return Verbalizer(respell)
+
+
+def prepare(req: SynthRequest) -> tuple[list[Job], RenderSettings]:
+    """Validate every input and plan the run (this shard's jobs); raises InputError early."""
+    if req.voice_order not in ORDERS:
+        raise InputError(f"--voice-order {req.voice_order!r}: use {' or '.join(ORDERS)}")
+    if req.audio_format not in ("wav", "flac"):
+        raise InputError(f"--format {req.audio_format!r}: use wav or flac")
+    if req.jobs < 1 or req.per_script < 1:
+        raise InputError("--jobs and --per-script must be at least 1")
+    req.out_dir.mkdir(parents=True, exist_ok=True)
+    voices = req.voices or default_plan()
+    _check_voices(voices, req.engine_options)
+    scripts = _scripts(req)
+    noise, rirs = _libraries(req)
+    jobs = plan_jobs(
+        scripts,
+        voices,
+        per_script=req.per_script,
+        order=req.voice_order,
+        seed=req.seed,
+        audio_format=req.audio_format,
+        verbalize=_verbalizer(req),
+        run_fingerprint=_fingerprint(req, noise, rirs),
+    )
+    settings = RenderSettings(str(req.out_dir), req.config, req.engine_options, noise, rirs)
+    return select_shard(jobs, req.shard), settings
+
+
+def _outcomes(jobs: list[Job], settings: RenderSettings, n_proc: int) -> Iterator[Outcome]:
+    """Render jobs in this process (``n_proc`` 1) or a pool of spawned processes.
+
+    Spawned workers import the caller's main module: call ``run_synth`` with
+    ``jobs > 1`` from an importable script guarded by ``if __name__ == "__main__"``
+    (the ``medasr`` command is).
+    """
+    if n_proc <= 1 or len(jobs) <= 1:
+        renderer = Renderer(settings)
+        for job in jobs:
+            yield renderer(job)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        n_proc, mp_context=ctx, initializer=init_worker, initargs=(settings,)
+    ) as pool:
+        pending: set[Future[Outcome]] = set()
+        queue = iter(jobs)
+        try:
+            for job in queue:
+                pending.add(pool.submit(render_in_worker, job))
+                if len(pending) >= 8 * n_proc:  # keep every worker fed
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSummary:
+    """Synthesise the run (or shard) described by ``req``; return its summary."""
+    started = time.perf_counter()
+    jobs, settings = prepare(req)
+    appender = JsonlAppender(req.jsonl_path)  # cuts a torn last line first
+    existing = read_existing(req.jsonl_path)
+    todo = [j for j in jobs if not is_done(j, existing, req.out_dir)]
+    log.info(
+        "%d utterance(s) planned, %d already done, %d to render",
+        len(jobs),
+        len(jobs) - len(todo),
+        len(todo),
+    )
+    failures: dict[str, str] = {}
+    timings: dict[str, float] = {"tts": 0.0, "augment": 0.0, "write": 0.0}
+    audio_s, done = 0.0, len(jobs) - len(todo)
+    if progress:
+        progress(done, len(jobs), 0.0)
+    try:
+        for outcome in _outcomes(todo, settings, req.jobs):
+            for key, value in outcome.timings.items():
+                timings[key] = timings.get(key, 0.0) + value
+            if outcome.record is not None:
+                appender.write(outcome.record)
+                existing[outcome.job_id] = outcome.record
+                audio_s += float(outcome.record["duration"])
+            else:
+                failures[outcome.job_id] = outcome.error or "unknown error"
+                log.warning("skipped %s: %s", outcome.job_id, outcome.error)
+            done += 1
+            if progress:
+                progress(done, len(jobs), audio_s)
+    except BrokenProcessPool as exc:
+        raise MedasrError(
+            f"a worker process died ({exc}); finished utterances are kept, re-run to resume"
+        ) from exc
+    finally:
+        appender.close()
+        records = _compact(req.jsonl_path, jobs, existing)
+    if todo and len(failures) == len(todo) and not records:
+        first = next(iter(failures.values()))
+        raise MedasrError(f"every utterance failed; first error: {first}")
+    return summarise(
+        records,
+        failures=failures,
+        rendered=len(todo) - len(failures),
+        skipped=len(jobs) - len(todo),
+        produced_s=audio_s,
+        timings=timings,
+        wall_s=time.perf_counter() - started,
+        jsonl=req.jsonl_path,
+    )
+
+
+def _compact(path: Path, jobs: list[Job], existing: dict[str, dict[str, Any]]) -> list[dict]:
+    """Rewrite the JSONL atomically: one record per id, planned ids first in plan order."""
+    planned = [
+        existing[j.id]
+        for j in jobs
+        if j.id in existing and existing[j.id].get("inputs_hash") == j.inputs_hash
+    ]
+    ids = {j.id for j in jobs}
+    others = [rec for uid, rec in existing.items() if uid not in ids]
+    write_jsonl(path, planned + others)
+    return planned
