@@ -19,10 +19,10 @@ demo: $(STAMP)
 ## Lint, types and the whole test suite (slow tests included; gpu tests skip without CUDA).
 ## pytest's exit code 5 (no tests collected) is reported as a failure, not as success.
 test: $(STAMP) lint
-	$(PY) -m pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "no tests were collected"; exit $$rc
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "no tests were collected"; exit $$rc
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -20,7 +20,8 @@ medasr script --backend template --terms "$out/lexicon/lexicon.jsonl" --per-term
 
 step "3. synth: three voices (espeak en-us, en-gb, piper neural) + hospital noise at 10-25 dB SNR"
 medasr synth --scripts "$out/scripts.jsonl" --voices espeak:en-us,espeak:en-gb,piper:joe \
-  --per-script 2 --snr 10:25 --seed 7 --jobs 2 --out "$out/synth"
+  --respellings "$out/lexicon/lexicon.jsonl" --per-script 2 --snr 10:25 --seed 7 --jobs 2 \
+  --out "$out/synth"
 
 step "4. manifest: NeMo manifests, split by script, validated"
 medasr manifest build "$out/synth/utterances.jsonl" --out "$out/splits" \
@@ -32,7 +33,7 @@ step "5. train: a tiny FastConformer-TDT from scratch on CPU ($steps steps; MLfl
 medasr train --config tiny-cpu --train-manifest "$out/splits/train.jsonl" \
   --val-manifest "$out/splits/val.jsonl" --max-steps "$steps" --out "$out/run"
 
-step "6. eval: WER and term recall on the training split (memorised) and the held-out test split"
+step "6. eval: WER and term recall on the training split and the held-out test split"
 medasr eval --manifest "$out/splits/train.jsonl" --model "$out/run/model.nemo" \
   --terms "$out/lexicon/terms.txt" --by voice --report "$out/eval_train.json"
 medasr eval --manifest "$out/splits/test.jsonl" --model "$out/run/model.nemo" \

@@ -107,8 +107,16 @@ def test_deepspeed_strategy_receives_every_option() -> None:
     assert act["partition_activations"] is True and act["cpu_checkpointing"] is True
 
 
-def test_cpu_falls_back_from_deepspeed(caplog: pytest.LogCaptureFixture) -> None:
+def test_cpu_falls_back_from_deepspeed(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
     from lightning.pytorch.strategies import DDPStrategy
+
+    # The CLI's log set-up (run in-process by other tests) stops propagation to the root
+    # logger, where caplog listens.
+    monkeypatch.setattr(logging.getLogger("medasr_cli"), "propagate", True)
 
     from medasr_cli.train.devices import build_strategy
 
