@@ -107,23 +107,33 @@ def test_deepspeed_strategy_receives_every_option() -> None:
     assert act["partition_activations"] is True and act["cpu_checkpointing"] is True
 
 
-def test_cpu_falls_back_from_deepspeed(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cpu_falls_back_from_deepspeed(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
     from lightning.pytorch.strategies import DDPStrategy
 
-    # The CLI's log set-up (run in-process by other tests) stops propagation to the root
-    # logger, where caplog listens.
-    monkeypatch.setattr(logging.getLogger("medasr_cli"), "propagate", True)
-
+    from medasr_cli.train import devices
     from medasr_cli.train.devices import build_strategy
 
-    assert build_strategy("deepspeed", "cpu", 1, 1, {}) == "auto"
-    multi = build_strategy("deepspeed", "cpu", 2, 1, {})
+    # Listen on the module's own logger: other tests in the same process configure logging
+    # (the CLI's Rich set-up, uvicorn's dictConfig), which can detach it from caplog.
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    monkeypatch.setattr(devices.log, "disabled", False)
+    monkeypatch.setattr(devices.log, "level", logging.WARNING)
+    devices.log.addHandler(handler)
+    try:
+        assert build_strategy("deepspeed", "cpu", 1, 1, {}) == "auto"
+        multi = build_strategy("deepspeed", "cpu", 2, 1, {})
+    finally:
+        devices.log.removeHandler(handler)
     assert isinstance(multi, DDPStrategy) and multi._process_group_backend == "gloo"
-    assert "DeepSpeed needs CUDA" in caplog.text
+    assert any("DeepSpeed needs CUDA" in m for m in messages)
     with pytest.raises(InputError, match="needs CUDA GPUs"):
         build_strategy("deepspeed", "cpu", 1, 1, {}, explicit=True)
 
