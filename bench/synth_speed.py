@@ -11,8 +11,12 @@ default probabilities, 16 kHz WAV) and one CPU thread per worker. Each line has:
 * ``x_realtime_cpu``: audio seconds per CPU second spent rendering (TTS +
   augmentation + writing, summed over workers and their espeak-ng children):
   a per-core figure that other load on the machine disturbs less;
-* ``augment_share``: the share of rendering time spent after the TTS engine
-  (resampling, augmentation, mixing, peak limiting; writing is reported apart);
+* ``augment_share``: the share of rendering time spent in the augmentation
+  chain (speed, reverb, noise mixing at the measured SNR, telephone channel,
+  hiss, gain and peak limiting);
+* ``resample_share``: the share spent converting the TTS output to 16 kHz at
+  the fixed speech level (needed with or without augmentation), and
+  ``tts_share``/``write_share`` the rest (the four add up to 1);
 * ``speedup_vs_jobs1`` on the ``--jobs 2`` lines;
 * ``load_avg_1min`` before and after: other work on the machine shows up here
   (a 1-minute load above ~0.5 before a run means the figures are disturbed).
@@ -75,7 +79,7 @@ def bench(engine: str, jobs: int, n: int, tmp: Path, bank: Path) -> dict[str, An
     summary = run_synth(req)
     wall = time.perf_counter() - start
     t = summary.timings
-    busy = t["tts"] + t["augment"] + t["write"]
+    busy = t["tts"] + t["resample"] + t["augment"] + t["write"]
     return {
         "bench": "synth",
         "engine": engine,
@@ -88,6 +92,7 @@ def bench(engine: str, jobs: int, n: int, tmp: Path, bank: Path) -> dict[str, An
         "x_realtime_per_core": round(summary.produced_s / wall / jobs, 2),
         "x_realtime_cpu": round(summary.produced_s / t["cpu"], 2),
         "augment_share": round(t["augment"] / busy, 3),
+        "resample_share": round(t["resample"] / busy, 3),
         "write_share": round(t["write"] / busy, 3),
         "tts_share": round(t["tts"] / busy, 3),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],

@@ -108,9 +108,11 @@ class AugmentChain:
             return
         low, high = _draw(rng, tel.low_hz, 1), _draw(rng, tel.high_hz, 1)
         narrow = bool(rng.random() < tel.narrowband)
-        st.speech = dsp.telephone(st.speech, self.sr, low, high, narrow)
-        if st.noise is not None:  # linear: filtering the parts equals filtering the mix
-            st.noise = dsp.telephone(st.noise, self.sr, low, high, narrow)
+        if st.noise is None:
+            st.speech = dsp.telephone(st.speech, self.sr, low, high, narrow)
+        else:  # linear: filtering the parts (in one pass) equals filtering the mix
+            both = dsp.telephone(np.stack([st.speech, st.noise]), self.sr, low, high, narrow)
+            st.speech, st.noise = both[0], both[1]
         params = {"low_hz": low, "high_hz": high, "narrowband": narrow}
         st.steps.append(Augmentation(kind="telephone", params=params))
 
@@ -127,7 +129,7 @@ class AugmentChain:
         snr = _draw(rng, self.cfg.gaussian.snr_db)
         signal = st.speech if st.noise is None else st.speech + st.noise
         level = math.sqrt(dsp.power(signal) / 10 ** (snr / 10))
-        st.hiss = (rng.standard_normal(len(st.speech)) * level).astype(np.float32)
+        st.hiss = rng.standard_normal(len(st.speech), dtype=np.float32) * np.float32(level)
         st.steps.append(Augmentation(kind="gaussian", params={"snr_db": snr}))
 
     def _finish(self, st: _State, rng: np.random.Generator) -> Augmented:
@@ -137,7 +139,7 @@ class AugmentChain:
         for part in (st.noise, st.hiss):
             if part is not None:
                 mix += part
-        peak = float(np.abs(mix).max()) * dsp.db_to_gain(gain_db)
+        peak = max(float(mix.max()), -float(mix.min())) * dsp.db_to_gain(gain_db)
         applied = (
             gain_db if peak <= self.ceiling else gain_db + 20 * math.log10(self.ceiling / peak)
         )
@@ -152,9 +154,13 @@ class AugmentChain:
             st.noise_step.params["measured_snr_db"] = out.snr_db
             out.noise_source = str(st.noise_step.params["source"])
             out.noise_type = str(st.noise_step.params["category"])
-        top = int(np.abs(pcm.astype(np.int32)).max())
+        top = max(int(pcm.max()), -int(pcm.min()))  # to_pcm16 saturates at +-32767
         out.peak_dbfs = round(20 * math.log10(max(1, top) / 32767), 2)
-        out.clipped_samples = int(np.count_nonzero(np.abs(pcm.astype(np.int32)) >= 32767))
+        out.clipped_samples = (
+            int(np.count_nonzero(pcm == 32767)) + int(np.count_nonzero(pcm == -32767))
+            if top >= 32767
+            else 0
+        )
         return out
 
     @staticmethod

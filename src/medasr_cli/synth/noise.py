@@ -3,16 +3,17 @@
 Noise comes from user folders (``--noise-dir``: MUSAN, DEMAND, hospital
 recordings …) and from the procedurally generated hospital noise bank. A
 category (the bank's sub-folder, or the user folder's name) is drawn first and
-then a file, so one huge folder does not drown the others. Segments are read
-from disk without decoding whole files when the rate already matches.
+then a file, so one huge folder does not drown the others. Files up to
+``WHOLE_FILE_S`` long are decoded once per process and kept in memory (up to
+``CACHE_BYTES``); segments of longer files at the right rate are read from disk.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aac", ".webm"}
 BANK_MARKER = "bank.json"
+WHOLE_FILE_S = 300.0  # files up to this long are decoded whole and cached
+CACHE_BYTES = 512 * 2**20  # per process
 
 
 @dataclass(frozen=True)
@@ -121,21 +124,47 @@ def scan_rirs(dirs: Sequence[Path]) -> AudioLibrary:
     return AudioLibrary(files)
 
 
-@functools.lru_cache(maxsize=32)
-def _decoded(path: str, sample_rate: int) -> np.ndarray:
-    return decode_audio(path, sample_rate=sample_rate)
+class _DecodedCache:
+    """Least-recently-used decoded audio, bounded by bytes rather than by count."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def get(self, path: str, sample_rate: int) -> np.ndarray:
+        key = (path, sample_rate)
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        audio = decode_audio(path, sample_rate=sample_rate)
+        audio.setflags(write=False)  # shared by every caller: nobody may change it
+        if audio.nbytes <= self.budget:
+            while self.used + audio.nbytes > self.budget:
+                _, old = self.items.popitem(last=False)
+                self.used -= old.nbytes
+            self.items[key] = audio
+            self.used += audio.nbytes
+        return audio
+
+
+_CACHE = _DecodedCache(CACHE_BYTES)
 
 
 def read_whole(f: AudioFile, sample_rate: int) -> np.ndarray:
-    """The whole file, mono at ``sample_rate`` (cached per process)."""
-    return _decoded(f.path, sample_rate)
+    """The whole file, mono at ``sample_rate`` (cached per process; read-only)."""
+    return _CACHE.get(f.path, sample_rate)
 
 
 def read_segment(
     f: AudioFile, n: int, sample_rate: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, float]:
-    """``n`` samples from a random offset (looping a short file); returns (audio, offset s)."""
-    if f.sample_rate == sample_rate and f.frames >= n:
+    """``n`` samples from a random offset (looping a short file); returns (audio, offset s).
+
+    The samples are the same whether the file is cached or read in part.
+    """
+    long_file = f.frames > WHOLE_FILE_S * sample_rate
+    if f.sample_rate == sample_rate and f.frames >= n and long_file:
         offset = int(rng.integers(0, f.frames - n + 1))
         data, _ = sf.read(f.path, start=offset, frames=n, dtype="float32", always_2d=True)
         audio = data.mean(axis=1)
@@ -143,7 +172,7 @@ def read_segment(
         whole = read_whole(f, sample_rate)
         offset = int(rng.integers(0, max(1, len(whole) - n + 1)))
         audio = whole[offset : offset + n] if len(whole) >= n else fit_length(whole, n)
-    return np.ascontiguousarray(audio, dtype=np.float32), round(offset / sample_rate, 3)
+    return np.array(audio, dtype=np.float32), round(offset / sample_rate, 3)  # a writable copy
 
 
 def pick_noise(

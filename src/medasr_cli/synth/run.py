@@ -212,7 +212,7 @@ def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSumma
         len(todo),
     )
     failures: dict[str, str] = {}
-    timings: dict[str, float] = {"tts": 0.0, "augment": 0.0, "write": 0.0}
+    timings: dict[str, float] = {"tts": 0.0, "resample": 0.0, "augment": 0.0, "write": 0.0}
     audio_s, done = 0.0, len(jobs) - len(todo)
     if progress:
         progress(done, len(jobs), 0.0)
