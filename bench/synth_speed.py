@@ -1,6 +1,8 @@
 """Throughput of ``medasr synth``, as JSON lines: audio seconds per wall-clock second.
 
-For each engine (espeak, piper) and each ``--jobs`` value (1 and 2), one full
+For each engine (espeak, piper, and ``default``: the product's default voice
+plan, six espeak accents plus the piper voice at weight 3, which is what
+``medasr synth --terms`` uses) and each ``--jobs`` value (1 and 2), one full
 ``run_synth`` on fresh output with the default augmentation config (noise at
 10-25 dB from a pre-built noise bank, reverb/speed/telephone/gain at their
 default probabilities, 16 kHz WAV) and one CPU thread per worker. Each line has:
@@ -21,7 +23,7 @@ default probabilities, 16 kHz WAV) and one CPU thread per worker. Each line has:
 * ``load_avg_1min`` before and after: other work on the machine shows up here
   (a 1-minute load above ~0.5 before a run means the figures are disturbed).
 
-Run: ``python bench/synth_speed.py`` (about three minutes on 2 CPU cores).
+Run: ``python bench/synth_speed.py`` (about four minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from medasr_cli.synth import SynthRequest, build_noise_bank, run_synth
+from medasr_cli.synth.voices import default_plan
 from medasr_cli.tts import EngineOptions, VoiceSpec
 
 SENTENCES = [
@@ -71,7 +74,9 @@ def bench(engine: str, jobs: int, n: int, tmp: Path, bank: Path) -> dict[str, An
         noise_bank=bank,
         jobs=jobs,
         seed=1,
-        voices=[VoiceSpec(engine, v) for v in VOICES[engine]],
+        voices=default_plan()
+        if engine == "default"
+        else [VoiceSpec(engine, v) for v in VOICES[engine]],
         engine_options=EngineOptions(threads=1),
     )
     load_before = os.getloadavg()[0]
@@ -102,12 +107,17 @@ def bench(engine: str, jobs: int, n: int, tmp: Path, bank: Path) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engines", default="espeak,piper")
+    parser.add_argument("--engines", default="espeak,piper,default")
     parser.add_argument("--jobs", default="1,2")
     parser.add_argument("--espeak-utterances", type=int, default=1000)
     parser.add_argument("--piper-utterances", type=int, default=64)
+    parser.add_argument("--default-utterances", type=int, default=90)
     args = parser.parse_args()
-    counts = {"espeak": args.espeak_utterances, "piper": args.piper_utterances}
+    counts = {
+        "espeak": args.espeak_utterances,
+        "piper": args.piper_utterances,
+        "default": args.default_utterances,
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bank = tmp / "bank"
