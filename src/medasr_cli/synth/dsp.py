@@ -111,6 +111,23 @@ def _telephone_sos(low_hz: float, high_hz: float, sample_rate: int) -> np.ndarra
     return np.concatenate([hp, lp])
 
 
+DENORMAL_GUARD = 1e-20  # about -400 dBFS: far below 16-bit quantisation (-96 dBFS)
+
+
+def _denormal_guard(x: np.ndarray) -> np.ndarray:
+    """``x`` in float64 plus an alternating +-1e-20 sequence.
+
+    In digital silence an IIR filter's state decays into subnormal numbers,
+    which x86 CPUs handle tens of times more slowly (a 5 s silent gap made the
+    telephone filter 40x slower). The guard keeps the state normal; it is
+    inaudible and vanishes in 16-bit output.
+    """
+    out = x.astype(np.float64)
+    out[..., 0::2] += DENORMAL_GUARD
+    out[..., 1::2] -= DENORMAL_GUARD
+    return out
+
+
 def telephone(
     audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: float, narrowband: bool
 ) -> np.ndarray:
@@ -128,10 +145,11 @@ def telephone(
     x = np.asarray(audio, dtype=np.float32)
     sos = _telephone_sos(round(low_hz, 1), round(high_hz, 1), sample_rate)
     zi = sosfilt_zi(sos)  # (sections, 2): steady state for a unit step
+    guarded = _denormal_guard(x)
     if x.ndim == 1:
-        out, _ = sosfilt(sos, x, zi=zi * x[0])
+        out, _ = sosfilt(sos, guarded, zi=zi * x[0])
     else:
-        out, _ = sosfilt(sos, x, axis=-1, zi=zi[:, None, :] * x[None, :, :1])
+        out, _ = sosfilt(sos, guarded, axis=-1, zi=zi[:, None, :] * x[None, :, :1])
     out = np.asarray(out, dtype=np.float32)
     if narrowband and sample_rate > 8000:
         n = x.shape[-1]
