@@ -274,14 +274,29 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--port", type=int, default=18777, help="this port and the next one")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    ap.add_argument(
+        "--clips-dir",
+        type=Path,
+        help="use the 16 kHz WAVs of this folder (the first --clips of them) instead of "
+        "rendering espeak clips (for machines without espeak-ng)",
+    )
+    ap.add_argument("--model", type=Path, help="an existing .nemo instead of a fresh --arch model")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         folder = Path(tmp)
-        lo, _, hi = args.sentences.partition("-")
-        clips = make_clips(folder, args.clips, (int(lo), int(hi or lo)))
-        model_path = build_model(folder, args.arch)
-        emit({**machine(args.device, args.threads), "arch": args.arch, "sentences": args.sentences})
+        if args.clips_dir is not None:
+            clips = sorted(args.clips_dir.glob("*.wav"))[: args.clips]
+            if not clips:
+                raise SystemExit(f"{args.clips_dir}: no .wav files")
+            source = str(args.clips_dir)
+        else:
+            lo, _, hi = args.sentences.partition("-")
+            clips = make_clips(folder, args.clips, (int(lo), int(hi or lo)))
+            source = f"espeak, {args.sentences} sentence(s) per clip"
+        model_path = args.model or build_model(folder, args.arch)
+        emit({**machine(args.device, args.threads), "model": str(args.model or args.arch),
+              "clips": source, "n_clips": len(clips)})  # fmt: skip
         run_rounds(model_path, clips, args)
 
 
