@@ -56,13 +56,37 @@ def resolve_precision(precision: Any, accelerator: str) -> Any:
     return precision
 
 
+# Keys of the ``deepspeed`` section that go into the DeepSpeed config itself, not to
+# Lightning's DeepSpeedStrategy (which has no argument for them).
+CONFIG_ONLY = {"zero_force_ds_cpu_optimizer": False}
+
+
 def deepspeed_kwargs(ds_cfg: dict[str, Any]) -> dict[str, Any]:
     """The DeepSpeedStrategy keyword arguments from the config's ``deepspeed`` section."""
-    kwargs = dict(ds_cfg)
+    kwargs = {k: v for k, v in ds_cfg.items() if k not in CONFIG_ONLY}
     for key in ("allgather_bucket_size", "reduce_bucket_size"):
         if key in kwargs:
             kwargs[key] = int(float(kwargs[key]))
     return kwargs
+
+
+def deepspeed_strategy(ds_cfg: dict[str, Any]) -> Any:
+    """Lightning's DeepSpeedStrategy for the ``deepspeed`` section.
+
+    NeMo builds its own optimizer (torch AdamW). With ``offload_optimizer``,
+    DeepSpeed refuses such a client optimizer unless the config says
+    ``zero_force_ds_cpu_optimizer: false``; the AdamW step then runs on the
+    offloaded fp32 states on the CPU. That is the default here, so the source
+    recipe (stage 2 + optimizer offload) trains as written.
+    """
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    strategy = DeepSpeedStrategy(**deepspeed_kwargs(ds_cfg))
+    config = strategy.config
+    assert config is not None  # built from the keyword arguments above
+    for key, default in CONFIG_ONLY.items():
+        config[key] = ds_cfg.get(key, default)
+    return strategy
 
 
 def build_strategy(
@@ -75,7 +99,7 @@ def build_strategy(
     explicit: bool = False,
 ) -> Any:
     """A Lightning strategy object (or ``"auto"``) for ``name`` on ``accelerator``."""
-    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
+    from lightning.pytorch.strategies import DDPStrategy
 
     if name not in ("deepspeed", "ddp", "auto"):
         raise InputError(f"--strategy: unknown strategy '{name}' (deepspeed, ddp or auto)")
@@ -91,7 +115,7 @@ def build_strategy(
             log.warning("DeepSpeed needs CUDA: training on CPU with DDP over gloo instead")
         return DDPStrategy(process_group_backend="gloo") if multi else "auto"
     if name == "deepspeed":
-        return DeepSpeedStrategy(**deepspeed_kwargs(ds_cfg))
+        return deepspeed_strategy(ds_cfg)
     if name == "ddp" or multi:
         return DDPStrategy(process_group_backend="nccl", find_unused_parameters=False)
     return "auto"
