@@ -158,7 +158,7 @@ def _mlflow_logger(trainer: Any) -> Any:
     return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
 
 
-def _load_best(model: Any, trainer: Any, tmp_dir: Path) -> tuple[str | None, float | None]:
+def _load_best(model: Any, trainer: Any) -> tuple[str | None, float | None]:
     """Load the best checkpoint's weights (DeepSpeed directories are consolidated first)."""
     import torch
 
@@ -168,16 +168,35 @@ def _load_best(model: Any, trainer: Any, tmp_dir: Path) -> tuple[str | None, flo
     if not best or not Path(best).exists():
         return None, None
     if Path(best).is_dir():  # a DeepSpeed ZeRO checkpoint directory
-        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
-
-        single = tmp_dir / "best_fp32.ckpt"
-        convert_zero_checkpoint_to_fp32_state_dict(best, str(single))
-        state = torch.load(single, map_location="cpu", weights_only=False)
-        single.unlink()
+        weights = zero_checkpoint_weights(best)
     else:
-        state = torch.load(best, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["state_dict"], strict=False)
+        weights = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    load_weights(model, weights)
     return best, float(score) if score is not None else None
+
+
+def zero_checkpoint_weights(checkpoint_dir: str) -> dict[str, Any]:
+    """The fp32 weights of a DeepSpeed ZeRO checkpoint directory (all ranks' shards merged).
+
+    DeepSpeed's own reader, not Lightning 2.4's ``convert_zero_checkpoint_to_fp32_state_dict``:
+    that one calls ``torch.load`` with torch >= 2.6's ``weights_only=True`` default and
+    fails on DeepSpeed's pickled loss scaler. The checkpoint is this run's own.
+    """
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    state = get_fp32_state_dict_from_zero_checkpoint(checkpoint_dir)
+    prefix = "_forward_module."  # Lightning's wrapper, in checkpoints of Lightning < 2.1
+    return {k.removeprefix(prefix): v for k, v in state.items()}
+
+
+def load_weights(model: Any, weights: dict[str, Any]) -> None:
+    """Load checkpoint weights; every trainable parameter must be among them."""
+    model.load_state_dict(weights, strict=False)
+    missing = sorted(name for name, _ in model.named_parameters() if name not in weights)
+    if missing:
+        raise MedasrError(
+            f"the best checkpoint lacks {len(missing)} model parameter(s), e.g. {missing[0]}"
+        )
 
 
 def run_training(
@@ -240,7 +259,7 @@ def run_training(
 def _finish(model: Any, trainer: Any, out_dir: Path, mlf: Any) -> TrainResult:
     from medasr_cli.train.callbacks import ThroughputCallback
 
-    best, score = _load_best(model, trainer, out_dir)
+    best, score = _load_best(model, trainer)
     tp = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
     ckpt_dir = Path(getattr(trainer.checkpoint_callback, "dirpath", "") or out_dir)
     result = TrainResult(
