@@ -10,7 +10,8 @@ on the way, and nothing else:
    ``deepspeed.initialize``, which compares it with 0.
 
 It then forces ``--strategy deepspeed`` through the product's own
-``deepspeed_strategy`` (the CLI would fall back to DDP on CPU). Everything
+``deepspeed_strategy`` (the CLI would fall back to DDP on CPU), and lets
+``--precision`` through as given (the CLI trains in fp32 on CPU). Everything
 else (NeMo, the ZeRO stage-2 engine with optimizer offload, ZeRO checkpoint
 directories, their consolidation into ``model.nemo``) is the real code path.
 
@@ -55,6 +56,7 @@ def _force_deepspeed() -> None:
         return devices.deepspeed_strategy(ds_cfg)
 
     run.build_strategy = build_strategy  # type: ignore[assignment]
+    run.resolve_precision = lambda precision, accelerator: precision  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

@@ -110,16 +110,33 @@ def test_deepspeed_strategy_receives_every_option() -> None:
     assert "zero_force_ds_cpu_optimizer" not in deepspeed_kwargs(ds)
 
 
+def test_deepspeed_mixed_precision_is_torch_autocast() -> None:
+    from medasr_cli.train.config import load_train_config
+    from medasr_cli.train.devices import build_strategy, deepspeed_precision
+
+    ds = dict(load_train_config().deepspeed)
+    strategy = build_strategy("deepspeed", "gpu", 1, 1, ds)
+    assert deepspeed_precision(strategy, "bf16-mixed") == "32-true"
+    assert strategy.config["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
+    assert "bf16" not in strategy.config  # not DeepSpeed's bf16 parameter mode
+    assert deepspeed_precision(build_strategy("deepspeed", "gpu", 1, 1, ds), 32) == 32
+    with pytest.raises(InputError, match="bf16-mixed"):
+        deepspeed_precision(build_strategy("deepspeed", "gpu", 1, 1, ds), "16-mixed")
+    assert deepspeed_precision("auto", "bf16-mixed") == "bf16-mixed"  # DDP/auto: Lightning AMP
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
 def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
-    train_set: Path, tmp_path: Path, port: int
+    train_set: Path, tmp_path: Path, port: int, precision: str
 ) -> None:
     """Lightning's DeepSpeedStrategy (ZeRO-2 with optimizer offload, NeMo's own AdamW)
     through the real CLI on DeepSpeed's CPU accelerator; only Lightning's CUDA-only checks
     are lifted (see tests/deepspeed_cpu_harness.py). The best ZeRO checkpoint directory
     is consolidated into model.nemo, which stock NeMo restores with exactly those weights.
     Before zero_force_ds_cpu_optimizer and DeepSpeed's own checkpoint reader, both steps
-    failed (ZeRORuntimeException; torch.load weights_only)."""
+    failed (ZeRORuntimeException; torch.load weights_only). bf16 runs through DeepSpeed's
+    torch_autocast: DeepSpeed's own bf16 mode failed on NeMo's float32 features."""
     import os
     import shutil
 
@@ -137,12 +154,14 @@ def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
     proc = subprocess.run(
         [sys.executable, str(harness), "train", "--config", "tiny-cpu",
          "--train-manifest", str(train_set), "--val-manifest", str(train_set),
-         "--max-steps", "12", "--out", str(out),
+         "--max-steps", "12", "--precision", precision, "--out", str(out),
          "--set", "exp_manager.create_mlflow_logger=false",
          "--set", "trainer.check_val_every_n_epoch=1"],
         capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    autocast = "torch_autocast" in proc.stdout + proc.stderr
+    assert autocast == (precision == "bf16-mixed")
     zero_dirs = sorted(p for p in out.rglob("*.ckpt") if (p / "checkpoint").is_dir())
     assert zero_dirs, "no DeepSpeed ZeRO checkpoint directories were written"
     model = ASRModel.restore_from(str(out / "model.nemo"), map_location="cpu")

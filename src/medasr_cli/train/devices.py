@@ -89,6 +89,34 @@ def deepspeed_strategy(ds_cfg: dict[str, Any]) -> Any:
     return strategy
 
 
+def deepspeed_precision(strategy: Any, precision: Any) -> Any:
+    """Mixed precision under DeepSpeed the way NeMo expects it: torch autocast.
+
+    DeepSpeed's own ``bf16`` mode (what Lightning's ``bf16-mixed`` turns on)
+    casts the parameters to bfloat16 and runs without autocast, but NeMo's ASR
+    modules make float32 tensors on purpose (mel features, relative positional
+    encodings) and rely on autocast to mix them with half-precision weights.
+    So Lightning gets ``32-true`` (fp32 parameters and master weights) and the
+    DeepSpeed config gets ``torch_autocast`` with bfloat16, i.e. the same
+    arithmetic as ``bf16-mixed`` under DDP. Other strategies are unchanged.
+    """
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if not isinstance(strategy, DeepSpeedStrategy):
+        return precision
+    if precision in ("16-mixed", "16", 16):
+        raise InputError(
+            "--precision 16-mixed with DeepSpeed: use bf16-mixed (ZeRO with fp16 autocast has "
+            "no loss scaling) or 32"
+        )
+    if precision in ("bf16-mixed", "bf16"):
+        assert strategy.config is not None
+        strategy.config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+        log.info("DeepSpeed: bf16 through DeepSpeed's torch_autocast on fp32 parameters")
+        return "32-true"
+    return precision
+
+
 def build_strategy(
     name: str,
     accelerator: str,

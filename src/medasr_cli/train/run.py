@@ -15,6 +15,7 @@ from medasr_cli.manifest.validate import validate_manifest
 from medasr_cli.train.config import to_yaml
 from medasr_cli.train.devices import (
     build_strategy,
+    deepspeed_precision,
     resolve_accelerator,
     resolve_devices,
     resolve_precision,
@@ -102,7 +103,7 @@ def build_trainer(cfg: Any, out_dir: Path, explicit_strategy: bool) -> tuple[Any
         _as_dict(OmegaConf.to_container(cfg.deepspeed, resolve=True)),
         explicit=explicit_strategy,
     )  # fmt: skip
-    precision = resolve_precision(t.pop("precision"), accelerator)
+    precision = deepspeed_precision(strategy, resolve_precision(t.pop("precision"), accelerator))
     trainer = pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         precision=precision, logger=False, enable_checkpointing=False,
