@@ -5,7 +5,8 @@
 #   run(command="bash scripts/device/gpu_checks.sh", carry=[".whl", ".devdata"], timeout_s=560)
 # Everything it measures lands in $OUT (checks.log, results.jsonl, serve_load.jsonl, train.log).
 #
-# Local rehearsal on a CPU (the project venv, no wheels, tiny step count):
+# Local rehearsal on a CPU (the project venv, no wheels, few steps; training goes through
+# Lightning's DeepSpeedStrategy on DeepSpeed's CPU accelerator, see tests/deepspeed_cpu_harness.py):
 #   MEDASR_CHECKS_LOCAL=1 bash scripts/device/gpu_checks.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,13 +19,17 @@ results="$OUT/results.jsonl"
 : >"$results"
 say() { printf '\n== %s (%s s)\n' "$*" "$SECONDS"; }
 
+strategy=deepspeed precision=bf16-mixed
 if [ -n "${MEDASR_CHECKS_LOCAL:-}" ]; then
   py=${PYTHON:-.venv/bin/python}
-  device=cpu strategy=auto precision=32 steps=${MEDASR_CHECKS_STEPS:-20} gpus_flag=()
+  device=cpu steps=${MEDASR_CHECKS_STEPS:-20} gpus_flag=()
+  train=("$py" tests/deepspeed_cpu_harness.py)
+  export MASTER_ADDR=127.0.0.1 MASTER_PORT=${MASTER_PORT:-29581}
 else
   py=python3
-  device=cuda strategy=deepspeed precision=bf16-mixed steps=${MEDASR_CHECKS_STEPS:-300}
+  device=cuda steps=${MEDASR_CHECKS_STEPS:-300}
   gpus_flag=(--gpus 1)
+  train=("$py" -m medasr_cli)
   say "install the carried wheels"
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
@@ -55,7 +60,7 @@ medasr manifest build .devdata/synth/utterances.jsonl --out "$work/splits" \
 
 say "train: tiny FastConformer-TDT, strategy=$strategy, precision=$precision, $steps steps"
 start=$SECONDS
-medasr --verbose train --config tiny-cpu --train-manifest "$work/splits/train.jsonl" \
+"${train[@]}" --verbose train --config tiny-cpu --train-manifest "$work/splits/train.jsonl" \
   --val-manifest "$work/splits/val.jsonl" "${gpus_flag[@]}" --strategy "$strategy" \
   --precision "$precision" --batch-size 16 --max-steps "$steps" --out "$work/run" \
   --set exp_manager.create_mlflow_logger=false 2>&1 | tee "$OUT/train.log"
@@ -71,7 +76,7 @@ print(json.dumps({"check": "train", "rc": rc, "wall_s": wall, "strategy": strate
                   "deepspeed_checkpoint_dirs": [c for c in ckpts if (run / c).is_dir()],
                   "checkpoints": ckpts[:6]}))
 PY
-grep -i -E "deepspeed|zero|strategy|utt/s|audio-s/s|throughput" "$OUT/train.log" | tail -20
+grep -i -E "deepspeed|zero|autocast|strategy|utt/s|audio-s/s|throughput" "$OUT/train.log" | tail -20
 
 say "stock NeMo restores model.nemo and transcribes on $device; WER on the training split"
 medasr eval --manifest "$work/splits/train.jsonl" --model "$work/run/model.nemo" \
