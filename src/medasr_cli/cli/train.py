@@ -92,7 +92,10 @@ def train_command(
     ),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (model.optim.lr)."),
     precision: str | None = typer.Option(
-        None, "--precision", help="bf16-mixed | 16-mixed | 32 (CPU always 32)."
+        None,
+        "--precision",
+        help="bf16-mixed | 16-mixed | 32 (CPU always 32). With DeepSpeed, bf16-mixed runs as "
+        "DeepSpeed torch autocast on fp32 weights; 16-mixed is refused.",
     ),
     strategy: str | None = typer.Option(
         None,
