@@ -125,6 +125,15 @@ def test_deepspeed_mixed_precision_is_torch_autocast() -> None:
     assert deepspeed_precision("auto", "bf16-mixed") == "bf16-mixed"  # DDP/auto: Lightning AMP
 
 
+def _needs_deepspeed_on_cpu() -> None:
+    """Skip unless DeepSpeed imports and a C++ compiler can build its CPU accelerator's op."""
+    import shutil
+
+    pytest.importorskip("deepspeed")
+    if shutil.which("c++") is None:
+        pytest.skip("DeepSpeed's CPU accelerator builds a small C++ op: no compiler")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
 def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
@@ -138,11 +147,8 @@ def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
     failed (ZeRORuntimeException; torch.load weights_only). bf16 runs through DeepSpeed's
     torch_autocast: DeepSpeed's own bf16 mode failed on NeMo's float32 features."""
     import os
-    import shutil
 
-    pytest.importorskip("deepspeed")
-    if shutil.which("c++") is None:
-        pytest.skip("DeepSpeed's CPU accelerator builds a small C++ op: no compiler")
+    _needs_deepspeed_on_cpu()
     import torch
     from nemo.collections.asr.models import ASRModel
 
@@ -334,14 +340,10 @@ def test_two_node_training_over_gloo(train_set: Path, tmp_path: Path, strategy: 
     """Two torchrun "nodes" of one process each. ``deepspeed``: Lightning's DeepSpeedStrategy
     (ZeRO-2, optimizer offload, bf16 autocast) through tests/deepspeed_cpu_harness.py, so the
     optimizer state is sharded over the two ranks and consolidated into model.nemo."""
-    import shutil
-
     from conftest import free_port
 
     if strategy == "deepspeed":
-        pytest.importorskip("deepspeed")
-        if shutil.which("c++") is None:
-            pytest.skip("DeepSpeed's CPU accelerator builds a small C++ op: no compiler")
+        _needs_deepspeed_on_cpu()
         entry = [str(Path(__file__).with_name("deepspeed_cpu_harness.py"))]
         extra = ["--precision", "bf16-mixed"]
     else:

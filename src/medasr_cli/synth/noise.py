@@ -171,8 +171,9 @@ def read_segment(
     else:
         whole = read_whole(f, sample_rate)
         offset = int(rng.integers(0, max(1, len(whole) - n + 1)))
-        audio = whole[offset : offset + n] if len(whole) >= n else fit_length(whole, n)
-    return np.array(audio, dtype=np.float32), round(offset / sample_rate, 3)  # a writable copy
+        # the cache is shared and read-only: callers get their own copy of the slice
+        audio = whole[offset : offset + n].copy() if len(whole) >= n else fit_length(whole, n)
+    return np.ascontiguousarray(audio, dtype=np.float32), round(offset / sample_rate, 3)
 
 
 def pick_noise(
