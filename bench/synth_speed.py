@@ -14,11 +14,16 @@ default probabilities, 16 kHz WAV) and one CPU thread per worker. Each line has:
   augmentation + writing, summed over workers and their espeak-ng children):
   a per-core figure that other load on the machine disturbs less;
 * ``augment_share``: the share of rendering time spent in the augmentation
-  chain (speed, reverb, noise mixing at the measured SNR, telephone channel,
+  chain (reverb, noise mixing at the measured SNR, telephone channel,
   hiss, gain and peak limiting);
 * ``resample_share``: the share spent converting the TTS output to 16 kHz at
-  the fixed speech level (needed with or without augmentation), and
-  ``tts_share``/``write_share`` the rest (the four add up to 1);
+  the fixed speech level (needed with or without augmentation; speed
+  perturbation is folded into this resampling pass), and
+  ``tts_share``/``write_share`` the rest (the four add up to 1). These are
+  wall-clock shares, which include waiting for a core when workers compete;
+* ``augment_share_cpu``/``resample_share_cpu``: the same from CPU seconds
+  (espeak-ng's own child processes included in TTS), which competition for
+  the cores does not inflate;
 * ``speedup_vs_jobs1`` on the ``--jobs 2`` lines;
 * ``load_avg_1min`` before and after: other work on the machine shows up here
   (a 1-minute load above ~0.5 before a run means the figures are disturbed).
@@ -85,6 +90,7 @@ def bench(engine: str, jobs: int, n: int, tmp: Path, bank: Path) -> dict[str, An
     wall = time.perf_counter() - start
     t = summary.timings
     busy = t["tts"] + t["resample"] + t["augment"] + t["write"]
+    cpu_busy = sum(t[f"cpu_{k}"] for k in ("tts", "resample", "augment", "write"))
     return {
         "bench": "synth",
         "engine": engine,
@@ -100,6 +106,8 @@ def bench(engine: str, jobs: int, n: int, tmp: Path, bank: Path) -> dict[str, An
         "resample_share": round(t["resample"] / busy, 3),
         "write_share": round(t["write"] / busy, 3),
         "tts_share": round(t["tts"] / busy, 3),
+        "augment_share_cpu": round(t["cpu_augment"] / cpu_busy, 3),
+        "resample_share_cpu": round(t["cpu_resample"] / cpu_busy, 3),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "machine": _machine(),
     }

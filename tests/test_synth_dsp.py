@@ -46,6 +46,35 @@ def test_change_speed_shortens_by_the_recorded_factor() -> None:
     assert dsp.change_speed(x, Fraction(1)) is x
 
 
+def test_speed_folded_into_resampling_equals_two_passes() -> None:
+    x = _tone(440.0, 22050, seconds=2.0)
+    factor = dsp.speed_factor(0.93)
+    one_pass = dsp.resample(x, 22050, 16000, factor)
+    two_pass = dsp.change_speed(dsp.resample(x, 22050, 16000), factor)
+    assert abs(len(one_pass) - len(two_pass)) <= 1
+    n = min(len(one_pass), len(two_pass))
+    core = slice(n // 10, n - n // 10)  # away from the filters' edges
+    err = one_pass[:n][core] - two_pass[:n][core]
+    assert 10 * math.log10(dsp.power(err) / dsp.power(two_pass[:n][core])) < -60
+    assert dsp.resample(x, 22050, 22050, Fraction(1)) is x
+
+
+@pytest.mark.parametrize(("n_audio", "n_rir"), [(139200, 11200), (48000, 24000), (1000, 16)])
+def test_reverb_is_linear_convolution(n_audio: int, n_rir: int) -> None:
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(n_audio)
+    x = rng.standard_normal(n_audio).astype(np.float32)
+    h = dsp.simulated_rir(rng, 16000, 0.5, 6.0)[:n_rir]
+    n_fft = dsp.fft_length(n_audio + n_rir - 1)
+    assert n_fft >= n_audio + n_rir - 1 and n_fft <= 2 * (n_audio + n_rir)
+    wet = dsp.apply_rir(x, h, 0.3, 16000)
+    reference = fftconvolve(x.astype(np.float64), h.astype(np.float64))[: len(wet)]
+    reference *= math.sqrt(dsp.power(x) / dsp.power(reference))
+    assert wet.dtype == np.float32 and len(wet) == min(n_audio + 4800, n_audio + n_rir - 1)
+    np.testing.assert_allclose(wet, reference, atol=2e-5 * np.abs(reference).max())
+
+
 @pytest.mark.parametrize("narrowband", [False, True])
 def test_telephone_matches_audiomentations_filters_and_is_linear(narrowband: bool) -> None:
     from audiomentations import HighPassFilter, LowPassFilter

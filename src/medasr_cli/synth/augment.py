@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,13 @@ class _State:
     noise_step: Augmentation | None = None
 
 
+def _mix_power(speech: np.ndarray, noise: np.ndarray | None) -> float:
+    """Mean square of ``speech + noise`` from dot products, without forming the sum."""
+    if noise is None:
+        return dsp.power(speech)
+    return dsp.power(speech) + dsp.power(noise) + 2.0 * float(np.dot(speech, noise)) / speech.size
+
+
 def _draw(rng: np.random.Generator, lo_hi: tuple[float, float], digits: int = 2) -> float:
     return round(float(rng.uniform(*lo_hi)), digits)
 
@@ -61,10 +69,23 @@ class AugmentChain:
         self.noise = noise
         self.rirs = rirs
 
-    def __call__(self, speech: np.ndarray, rng: np.random.Generator) -> Augmented:
-        """Augment ``speech`` (float32 at the output rate); nothing here writes files."""
+    def __call__(
+        self, speech: np.ndarray, rng: np.random.Generator, speed: Fraction | None = None
+    ) -> Augmented:
+        """Augment ``speech`` (float32 at the output rate); nothing here writes files.
+
+        ``speed`` is the factor from :meth:`draw_speed` when the caller already
+        applied it while resampling the TTS output (one filter pass instead of
+        two); it is recorded, not applied again. Without it the chain draws and
+        applies the speed step itself. Either way the generator sees the same draws.
+        """
         st = _State(speech)
-        self._speed(st, rng)
+        if speed is None:
+            speed = self.draw_speed(rng)
+            if speed != 1:
+                st.speech = dsp.change_speed(st.speech, speed)
+        if speed != 1:
+            st.steps.append(Augmentation(kind="speed", params={"factor": round(float(speed), 4)}))
         self._reverb(st, rng)
         self._add_noise(st, rng)
         self._telephone(st, rng)
@@ -72,11 +93,11 @@ class AugmentChain:
         self._hiss(st, rng)
         return self._finish(st, rng)
 
-    def _speed(self, st: _State, rng: np.random.Generator) -> None:
+    def draw_speed(self, rng: np.random.Generator) -> Fraction:
+        """The speed step's draw: the rational factor to apply, 1 when the step is skipped."""
         if rng.random() < self.cfg.speed.p:
-            factor = dsp.speed_factor(float(rng.uniform(*self.cfg.speed.factor)))
-            st.speech = dsp.change_speed(st.speech, factor)
-            st.steps.append(Augmentation(kind="speed", params={"factor": round(float(factor), 4)}))
+            return dsp.speed_factor(float(rng.uniform(*self.cfg.speed.factor)))
+        return Fraction(1)
 
     def _reverb(self, st: _State, rng: np.random.Generator) -> None:
         if rng.random() >= self.cfg.reverb.p:
@@ -97,6 +118,8 @@ class AugmentChain:
         if not self.noise or rng.random() >= self.cfg.noise.p:
             return
         st.noise, f, offset = pick_noise(self.noise, len(st.speech), self.sr, rng)
+        if not st.noise.flags.writeable:  # scaled in place below
+            st.noise = st.noise.copy()
         params = {"source": f.label, "category": f.category, "offset_s": offset,
                   "requested_snr_db": _draw(rng, self.cfg.noise.snr_db)}  # fmt: skip
         st.noise_step = Augmentation(kind="noise", params=params)
@@ -121,30 +144,28 @@ class AugmentChain:
             return
         target = float(st.noise_step.params["requested_snr_db"])
         ratio = dsp.power(st.speech) / (dsp.power(st.noise) * 10 ** (target / 10) + dsp.EPS)
-        st.noise = (st.noise * np.float32(math.sqrt(ratio))).astype(np.float32)
+        st.noise *= np.float32(math.sqrt(ratio))  # our own copy (see _add_noise)
 
     def _hiss(self, st: _State, rng: np.random.Generator) -> None:
         if rng.random() >= self.cfg.gaussian.p:
             return
         snr = _draw(rng, self.cfg.gaussian.snr_db)
-        signal = st.speech if st.noise is None else st.speech + st.noise
-        level = math.sqrt(dsp.power(signal) / 10 ** (snr / 10))
+        level = math.sqrt(_mix_power(st.speech, st.noise) / 10 ** (snr / 10))
         st.hiss = rng.standard_normal(len(st.speech), dtype=np.float32) * np.float32(level)
         st.steps.append(Augmentation(kind="gaussian", params={"snr_db": snr}))
 
     def _finish(self, st: _State, rng: np.random.Generator) -> Augmented:
         """Gain, peak limit (scale down, never clip), quantise, and measure."""
         gain_db = _draw(rng, self.cfg.gain.db) if rng.random() < self.cfg.gain.p else 0.0
-        mix = st.speech.copy()
-        for part in (st.noise, st.hiss):
-            if part is not None:
-                mix += part
+        mix = st.speech if st.noise is None else st.speech + st.noise
+        if st.hiss is not None:
+            mix = mix + st.hiss if mix is st.speech else np.add(mix, st.hiss, out=mix)
         peak = max(float(mix.max()), -float(mix.min())) * dsp.db_to_gain(gain_db)
         applied = (
             gain_db if peak <= self.ceiling else gain_db + 20 * math.log10(self.ceiling / peak)
         )
         g = np.float32(dsp.db_to_gain(applied))
-        pcm = dsp.to_pcm16(mix * g)
+        pcm = dsp.to_pcm16(mix, float(g))
         st.steps.append(Augmentation(kind="gain", params={
             "requested_db": gain_db, "applied_db": round(applied, 2),
             "limited": bool(applied < gain_db - 1e-6)}))  # fmt: skip
@@ -166,7 +187,12 @@ class AugmentChain:
     @staticmethod
     def _measured_snr(st: _State, pcm: np.ndarray, g: np.float32) -> float:
         """Speech vs everything else that is not hiss, on the quantised samples."""
-        speech = st.speech * g
-        written = pcm.astype(np.float32) * np.float32(1 / 32767.0)
-        rest = written - speech if st.hiss is None else written - speech - st.hiss * g
-        return round(dsp.snr_db(speech, rest), 2)
+        rest = pcm.astype(np.float32)  # rest = pcm/32767 - g*speech (- g*hiss), in place
+        scaled = np.multiply(st.speech, np.float32(32767.0) * g, dtype=np.float32)
+        rest -= scaled
+        if st.hiss is not None:
+            np.multiply(st.hiss, np.float32(32767.0) * g, out=scaled)
+            rest -= scaled
+        speech_power = dsp.power(st.speech) * float(g) ** 2 * 32767.0**2
+        eps = dsp.EPS * 32767.0**2  # the same floor as dsp.snr_db, at int16 scale
+        return round(10.0 * math.log10((speech_power + eps) / (dsp.power(rest) + eps)), 2)

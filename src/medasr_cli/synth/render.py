@@ -96,6 +96,7 @@ class Renderer:
 
     def __init__(self, settings: RenderSettings) -> None:
         keep_freed_memory()
+        dsp.load_backends()
         self.s = settings
         self.chain = AugmentChain(settings.config, settings.noise, settings.rirs)
         self._engines: dict[str, TTSEngine] = {}
@@ -123,20 +124,19 @@ class Renderer:
         rng = np.random.default_rng(job.seed)
         engine = self.engine(job.voice.engine)
         tts_params = sample_params(cfg.tts.get(job.voice.engine, {}), rng)
-        t0 = time.perf_counter()
+        clock = _StageClock(timings)
         syn = engine.synthesize(job.tts_text, job.voice.voice, tts_params, seed=job.seed)
-        t1 = time.perf_counter()
-        speech = dsp.resample(syn.audio, syn.sample_rate, sr)
+        clock.lap("tts")
+        speed = self.chain.draw_speed(rng)  # applied by the resampler: one pass, not two
+        speech = dsp.resample(syn.audio, syn.sample_rate, sr, speed)
         speech *= np.float32(
             dsp.db_to_gain(cfg.speech_level_dbfs) / math.sqrt(dsp.power(speech) + dsp.EPS)
         )
-        t2 = time.perf_counter()
-        aug = self.chain(speech, rng)
-        t3 = time.perf_counter()
+        clock.lap("resample")
+        aug = self.chain(speech, rng, speed)
+        clock.lap("augment")
         self._write(job, aug.pcm, sr)
-        timings.update(
-            tts=t1 - t0, resample=t2 - t1, augment=t3 - t2, write=time.perf_counter() - t3
-        )
+        clock.lap("write")
         record = {
             "id": job.id,
             "script_id": job.script_id,
@@ -172,6 +172,24 @@ class Renderer:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+class _StageClock:
+    """Wall and CPU seconds per stage: ``timings[stage]`` and ``timings["cpu_" + stage]``.
+
+    Wall time includes waiting for a core when other processes compete for it;
+    CPU time (this process and its finished children, such as espeak-ng) does not.
+    """
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        self.timings[stage] = wall - self.wall
+        self.timings[f"cpu_{stage}"] = cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
 
 
 def _cpu_seconds() -> float:
