@@ -56,7 +56,7 @@ def _force_deepspeed() -> None:
         return devices.deepspeed_strategy(ds_cfg)
 
     run.build_strategy = build_strategy  # type: ignore[assignment]
-    run.resolve_precision = lambda precision, accelerator: precision  # type: ignore[assignment]
+    run.resolve_precision = lambda precision, accelerator, deepspeed=False: precision  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

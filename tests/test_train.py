@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -35,10 +36,12 @@ FINETUNE_SENTENCES = [
 ]
 
 
-def medasr(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def medasr(
+    *args: str, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args],
-        capture_output=True, text=True, check=False, timeout=timeout,
+        [sys.executable, "-m", "medasr_cli", *args], capture_output=True, text=True,
+        check=False, timeout=timeout, env=None if env is None else os.environ | env,
     )  # fmt: skip
 
 
@@ -123,6 +126,57 @@ def test_deepspeed_mixed_precision_is_torch_autocast() -> None:
     with pytest.raises(InputError, match="bf16-mixed"):
         deepspeed_precision(build_strategy("deepspeed", "gpu", 1, 1, ds), "16-mixed")
     assert deepspeed_precision("auto", "bf16-mixed") == "bf16-mixed"  # DDP/auto: Lightning AMP
+
+
+def test_gpu_without_bf16_falls_back_to_what_the_strategy_supports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A V100/T4 (no bf16) with the default bf16-mixed: 16-mixed under DDP, fp32 under DeepSpeed
+    (which refuses fp16 autocast). No GPU here, so only the bf16 query is replaced."""
+    import torch
+
+    from medasr_cli.train.config import load_train_config
+    from medasr_cli.train.devices import build_strategy, deepspeed_precision, resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("bf16-mixed", "gpu") == "16-mixed"
+    strategy = build_strategy("deepspeed", "gpu", 1, 1, dict(load_train_config().deepspeed))
+    chosen = resolve_precision("bf16-mixed", "gpu", deepspeed=True)
+    assert deepspeed_precision(strategy, chosen) == "32-true"  # not refused as 16-mixed
+    assert "torch_autocast" not in strategy.config
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("bf16-mixed", "gpu", deepspeed=True) == "bf16-mixed"
+
+
+def test_out_of_memory_names_the_knobs() -> None:
+    """A real CPU allocation failure (and CUDA's message, constructed: no GPU here)."""
+    import torch
+
+    from medasr_cli.train.run import OOM_HINT, is_out_of_memory
+
+    with pytest.raises(RuntimeError) as cpu:
+        torch.empty(2**50, dtype=torch.uint8)  # a petabyte
+    assert is_out_of_memory(cpu.value)
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_out_of_memory(RuntimeError("size mismatch"))
+    assert all(knob in OOM_HINT for knob in ("--batch-size", "max_duration", "--precision"))
+
+
+def test_progress_bar_shows_loss_wer_and_throughput() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from medasr_cli.train.callbacks import MetricsProgressBar
+
+    metrics = {"train_loss": torch.tensor(1.23456), "val_wer": torch.tensor(0.25),
+               "train_utts_per_sec": torch.tensor(19.94), "learning_rate": torch.tensor(1e-3),
+               "train_audio_sec_per_sec": torch.tensor(50.33)}  # fmt: skip
+    trainer = SimpleNamespace(callback_metrics=metrics, progress_bar_metrics={}, loggers=[])
+    items = MetricsProgressBar().get_metrics(trainer, None)
+    assert items == {"loss": "1.235", "wer": "25.0%", "utt/s": "19.9", "audio-s/s": "50.3"}
+    del metrics["val_wer"]  # before the first validation
+    assert "wer" not in MetricsProgressBar().get_metrics(trainer, None)
 
 
 def _needs_deepspeed_on_cpu() -> None:
@@ -233,20 +287,33 @@ def test_bad_inputs_are_one_line(train_set: Path, tmp_path: Path) -> None:
         ([*base, "--init", "nvidia/parakeet-tdt-0.6b-v2"], "could not be downloaded"),
     ]  # fmt: skip
     for args, expected in cases:
-        proc = medasr(*args)
+        proc = medasr(*args, env={"HF_HUB_OFFLINE": "1"})  # no 2.4 GB download where online
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert lines and expected in lines[-1], (args, proc.stderr[-2000:])
     assert not (tmp_path / "run" / "model.nemo").exists()
 
 
-def test_replay_mix_ratio(train_set: Path, tmp_path: Path) -> None:
-    from medasr_cli.train.run import mix_replay
+def test_replay_is_a_fresh_draw_every_epoch(train_set: Path, tmp_path: Path) -> None:
+    from medasr_cli.train.run import ReplayMix
 
-    out = mix_replay(train_set, train_set, 0.3, tmp_path / "mixed.jsonl", seed=1)
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
-    replay = sum(r["replay"] for r in rows)
-    assert len(rows) - replay == 10 and replay == round(0.3 / 0.7 * 10)
+    general = tmp_path / "general.jsonl"
+    rows = [json.loads(x) for x in train_set.read_text().splitlines()]
+    general.write_text("".join(json.dumps(r | {"id": f"g{i}"}) + "\n" for i, r in enumerate(rows)))
+    mix = ReplayMix(train_set, general, 0.3, tmp_path / "run", seed=1)
+    drawn: list[set[str]] = []
+    for epoch in range(4):
+        path = mix.manifest(epoch)
+        assert path == tmp_path / "run" / "replay" / f"epoch_{epoch:03d}.jsonl"
+        epoch_rows = [json.loads(x) for x in path.read_text().splitlines()]
+        replayed = [r["id"] for r in epoch_rows if r["replay"]]
+        assert len(epoch_rows) - len(replayed) == 10  # every domain utterance, every epoch
+        assert len(replayed) == round(0.3 / 0.7 * 10) == len(set(replayed))  # no repeats
+        drawn.append(set(replayed))
+    assert len(set.union(*drawn)) > len(drawn[0])  # not one fixed sample reused
+    assert mix.manifest(2).read_text() == mix.manifest(2).read_text()  # seeded
+    with pytest.raises(InputError, match="replay-ratio"):
+        ReplayMix(train_set, general, 1.0, tmp_path, seed=1)
 
 
 # ---- slow: real training ---------------------------------------------------------------------
@@ -275,7 +342,12 @@ def test_tiny_model_memorises_and_restores_in_stock_nemo(
     assert proc.returncode == 0, proc.stderr
     assert json.loads(report.read_text())["overall"]["wer"] < 0.10
     ckpts = sorted((trained_run / "medasr" / "run" / "checkpoints").glob("*.ckpt"))
-    assert len({c.name for c in ckpts}) >= 2  # best-k are distinct files
+    best_k = [c for c in ckpts if not c.name.endswith("-last.ckpt")]
+    assert len(best_k) == 2  # save_top_k of the preset: distinct files, not one overwritten
+    assert {p.name for p in (trained_run / "tokenizer").iterdir()} >= {
+        "tokenizer.model",
+        "vocab.txt",
+    }
 
 
 @pytest.mark.slow
@@ -286,6 +358,7 @@ def test_mlflow_run_has_metrics_params_and_artifacts(trained_run: Path) -> None:
     (exp,) = [e for e in client.search_experiments() if e.name == "medasr"]
     (run,) = client.search_runs([exp.experiment_id])
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) > 5
+    assert len(client.get_metric_history(run.info.run_id, "learning_rate")) > 5
     assert "val_wer" in run.data.metrics and "best_val_wer" in run.data.metrics
     assert any(k.startswith("medasr/trainer") for k in run.data.params)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -331,6 +404,13 @@ def test_change_tokenizer_keeps_tdt_loss(tiny_model: Path, tmp_path: Path) -> No
     inner = model.loss._loss
     assert type(inner).__name__ == "TDTLossNumba" and list(inner.durations) == [0, 1, 2, 3, 4]
     assert model.cfg.loss.loss_name == "tdt"
+    # the saved config keeps the TDT settings too (NeMo pops them from the dict it is given)
+    assert list(model.cfg.loss.tdt_kwargs.durations) == [0, 1, 2, 3, 4]
+    assert model.cfg.loss.tdt_kwargs.sigma == 0.02 and model.cfg.loss.tdt_kwargs.omega == 0.1
+    saved = tmp_path / "retok.nemo"
+    model.save_to(str(saved))
+    again = ASRModel.restore_from(str(saved), map_location="cpu")
+    assert list(again.loss._loss.durations) == [0, 1, 2, 3, 4]
     assert swap_in_vectorized_tdt(model) and isinstance(model.loss._loss, VectorizedTDTLoss)
 
 
@@ -376,6 +456,48 @@ def test_two_node_training_over_gloo(train_set: Path, tmp_path: Path, strategy: 
 
 
 @pytest.mark.slow
+def test_lightning_launches_the_other_local_processes(train_set: Path, tmp_path: Path) -> None:
+    """``--gpus 2`` on one node without torchrun: Lightning itself starts local rank 1 (with
+    LOCAL_RANK/NODE_RANK/WORLD_SIZE but no RANK). Here two CPU processes over gloo."""
+    out = tmp_path / "local2"
+    proc = medasr("train", "--config", "tiny-cpu", "--strategy", "ddp",
+                  "--set", "trainer.devices=2", "--train-manifest", str(train_set),
+                  "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "4",
+                  "--set", "trainer.check_val_every_n_epoch=2", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+    assert "loss=" in proc.stdout and "utt/s=" in proc.stdout  # the progress bar's metrics
+    assert (out / "model.nemo").is_file()
+    con = sqlite3.connect(out / "mlflow.db")
+    assert con.execute("select count(*) from runs").fetchone()[0] == 1  # only rank 0 logs
+    assert proc.stdout.count("medasr train") == 1  # one summary table: rank 0's
+
+
+@pytest.mark.slow
+def test_replay_training_redraws_each_epoch_and_evaluates_both_sets(
+    train_set: Path, tmp_path: Path
+) -> None:
+    general = make_dataset(tmp_path / "general", FINETUNE_SENTENCES)
+    out = tmp_path / "replay_run"
+    proc = medasr("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
+                  "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "9",
+                  "--replay", str(general), "--replay-ratio", "0.3",
+                  "--test-manifest", str(train_set), "--test-manifest", str(general),
+                  "--set", "trainer.check_val_every_n_epoch=2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    epochs = sorted((out / "replay").glob("epoch_*.jsonl"))
+    assert len(epochs) >= 3  # 14 rows, batch 5: 3 steps an epoch
+    draws = {frozenset(json.loads(x)["audio_filepath"] for x in p.read_text().splitlines()
+                       if json.loads(x)["replay"]) for p in epochs}  # fmt: skip
+    assert len(draws) > 1
+    # both manifests are called all.jsonl: the reports are named after their folders
+    for manifest, n in ((train_set, 10), (general, 5)):
+        report = json.loads((out / f"eval_{manifest.parent.name}_all.json").read_text())
+        assert report["overall"]["utterances"] == n
+
+
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(train_set: Path, tmp_path: Path) -> None:
     out = tmp_path / "resume"
     common = ["train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
@@ -389,6 +511,32 @@ def test_resume_continues_from_last_checkpoint(train_set: Path, tmp_path: Path) 
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming training from checkpoint" in second.stderr + second.stdout
     assert any("step=8" in p.name for p in ckpts.glob("*last.ckpt"))
+
+
+def test_finetune_config_reaches_a_pretrained_model(tiny_model: Path) -> None:
+    """With --init, `--set model.spec_augment...` and TDT sigma/omega apply; durations and the
+    preprocessor stay the pretrained model's."""
+    from medasr_cli.train.config import load_train_config
+    from medasr_cli.train.model_init import apply_finetune_config, load_pretrained
+
+    model = load_pretrained(str(tiny_model))
+    assert model.cfg.loss.tdt_kwargs.sigma == 0.02
+    cfg = load_train_config(None, {"init": str(tiny_model)},
+                            ["model.spec_augment.time_masks=3", "model.loss.tdt_kwargs.sigma=0.05"])  # fmt: skip
+    changes = apply_finetune_config(model, cfg)
+    assert len(changes) == 2
+    assert (
+        model.spec_augmentation.spec_augment.time_masks == 3
+        and model.cfg.spec_augment.time_masks == 3
+    )
+    assert model.loss._loss.sigma == 0.05 and model.cfg.loss.tdt_kwargs.sigma == 0.05
+    assert model.cfg.preprocessor.features == 80  # the config's 128 is not applied to the weights
+    assert apply_finetune_config(model, cfg) == []  # nothing left to change
+    bad = load_train_config(
+        None, {"init": str(tiny_model)}, ["model.loss.tdt_kwargs.durations=[0,1,2]"]
+    )
+    with pytest.raises(InputError, match="durations"):
+        apply_finetune_config(model, bad)
 
 
 def test_freeze_and_architectures(tiny_model: Path) -> None:
@@ -406,6 +554,7 @@ def test_freeze_and_architectures(tiny_model: Path) -> None:
     with pytest.raises(InputError, match="unknown architecture"):
         build_model_config("huge", Path("tok"))
     model = ASRModel.restore_from(str(tiny_model), map_location="cpu")
+    assert 0.2e6 <= sum(p.numel() for p in model.parameters()) <= 2e6  # the "tiny" size
     freeze(model, 1, True)
     assert not any(p.requires_grad for p in model.encoder.pre_encode.parameters())
     assert not any(p.requires_grad for p in model.encoder.layers[0].parameters())

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from medasr_cli.cli.common import console
+from medasr_cli.cli.common import console, err_console
 from medasr_cli.core.errors import InputError
 
 HELP = (
@@ -29,7 +29,10 @@ def _manifests(
         raise InputError("give --data DIR, or both --train-manifest and --val-manifest")
     for path, role in ((train, "train"), (val, "validation"), *((t, "test") for t in test)):
         if not path.is_file():
-            raise InputError(f"{path}: {role} manifest not found")
+            raise InputError(
+                f"{path}: {role} manifest not found (build one with `medasr manifest build`, "
+                "check it with `medasr manifest validate`)"
+            )
     return train, val, test
 
 
@@ -159,7 +162,15 @@ def train_command(
         console.print(to_yaml(cfg), highlight=False, markup=False)
         return
     train, val, tests = _manifests(data, train_manifest, val_manifest, test_manifest)
-    from medasr_cli.train.run import run_training
+    from medasr_cli.train.run import check_manifest, run_training
+
+    for test in tests:  # before training, not after hours of it
+        check_manifest(test, "test")
+    if cfg.replay.manifest and not tests:
+        err_console.print(
+            "[yellow]warning: --replay without --test-manifest: pass a domain and a "
+            "general-domain test set to see whether general WER held up[/]"
+        )
 
     result = run_training(
         cfg, train_manifest=train, val_manifest=val, out_dir=out, resume=resume,
@@ -183,11 +194,16 @@ def train_command(
             f"{result.utts_per_sec:.1f} utt/s, {result.audio_sec_per_sec:.1f} audio-s/s",
         )
     console.print(t)
-    for test in tests:
+    for test, name in zip(tests, _report_names(tests), strict=True):
         from medasr_cli.evaluate.run import run_eval, write_report
 
         report = run_eval(test, model=str(result.nemo_path), device="auto")
-        write_report(report, out / f"eval_{test.stem}.json")
-        console.print(
-            f"{test}: WER {100 * report.overall.wer:.1f}% -> {out / f'eval_{test.stem}.json'}"
-        )
+        write_report(report, out / f"eval_{name}.json")
+        console.print(f"{test}: WER {100 * report.overall.wer:.1f}% -> {out / f'eval_{name}.json'}")
+
+
+def _report_names(tests: list[Path]) -> list[str]:
+    """``eval_NAME.json`` names: the manifest's stem, with its folder where stems repeat."""
+    stems = [t.stem for t in tests]
+    names = [f"{t.parent.name}_{t.stem}" if stems.count(t.stem) > 1 else t.stem for t in tests]
+    return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]

@@ -42,8 +42,13 @@ def resolve_devices(devices: Any, accelerator: str) -> Any:
     return devices
 
 
-def resolve_precision(precision: Any, accelerator: str) -> Any:
-    """bf16 needs a GPU that supports it; CPU trains in fp32."""
+def resolve_precision(precision: Any, accelerator: str, deepspeed: bool = False) -> Any:
+    """bf16 needs a GPU that supports it; CPU trains in fp32.
+
+    On a GPU without bf16 (V100, T4) the default ``bf16-mixed`` becomes
+    ``16-mixed`` under DDP, and ``32-true`` under DeepSpeed, where fp16 autocast
+    has no loss scaling (see :func:`deepspeed_precision`).
+    """
     import torch
 
     if accelerator == "cpu":
@@ -51,8 +56,9 @@ def resolve_precision(precision: Any, accelerator: str) -> Any:
             log.info("precision %s -> 32 on CPU", precision)
         return "32-true"
     if "bf16" in str(precision) and not torch.cuda.is_bf16_supported():
-        log.warning("this GPU has no bf16: using 16-mixed precision")
-        return "16-mixed"
+        fallback = "32-true" if deepspeed else "16-mixed"
+        log.warning("this GPU has no bf16: using %s precision", fallback)
+        return fallback
     return precision
 
 

@@ -26,13 +26,25 @@ class DistEnv:
         return self.rank == 0
 
 
-def dist_env() -> DistEnv:
-    """Ranks from torchrun/PyTorchJob (RANK, LOCAL_RANK, WORLD_SIZE) or SLURM variables."""
+def dist_env(devices_per_node: int | None = None) -> DistEnv:
+    """Ranks from the launcher's environment.
+
+    * torchrun and Kubeflow's PyTorchJob: RANK, LOCAL_RANK, WORLD_SIZE.
+    * Lightning's own launcher (``--gpus N`` without torchrun): the processes it
+      starts get LOCAL_RANK, NODE_RANK and WORLD_SIZE but no RANK; the global rank
+      is ``NODE_RANK * devices_per_node + LOCAL_RANK`` as Lightning computes it.
+      Without ``devices_per_node`` (or LOCAL_WORLD_SIZE) it is exact on node 0 and
+      a placeholder elsewhere: ``is_global_zero`` is exact either way.
+    * SLURM without torchrun: SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS.
+    """
     env = os.environ
     if "WORLD_SIZE" in env:
-        return DistEnv(
-            int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"])
-        )
+        world, local = int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+        if "RANK" in env:
+            return DistEnv(int(env["RANK"]), local, world)
+        node = int(env.get("NODE_RANK", 0))
+        per_node = devices_per_node or int(env.get("LOCAL_WORLD_SIZE", 0)) or world
+        return DistEnv(node * per_node + local, local, world)
     if "SLURM_NTASKS" in env and "SLURM_PROCID" in env:
         return DistEnv(
             int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(env["SLURM_NTASKS"])
@@ -41,16 +53,39 @@ def dist_env() -> DistEnv:
 
 
 def init_process_group_if_launched(backend: str) -> bool:
-    """Initialise torch.distributed when a launcher started several processes."""
+    """Initialise torch.distributed when a launcher started several processes.
+
+    Only for launchers that start every process up front with its global rank
+    (torchrun, PyTorchJob: RANK and MASTER_ADDR are set), so that the init
+    barrier works before training. Lightning's own launcher starts the other
+    local processes only when training begins, after local rank 0 has finished
+    initialising (so they need no barrier), and sets up the group itself.
+    """
     import torch.distributed as dist
 
     env = dist_env()
     if env.world_size <= 1 or dist.is_initialized():
         return dist.is_initialized()
-    if "MASTER_ADDR" not in os.environ:  # SLURM without torchrun: let Lightning set it up later
+    if "RANK" not in os.environ and "SLURM_PROCID" not in os.environ:
+        return False  # Lightning's launcher: Lightning initialises the group in fit()
+    if "MASTER_ADDR" not in os.environ and not _slurm_rendezvous():
         return False
     dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
     log.info("process group up: rank %d/%d (%s)", env.rank, env.world_size, backend)
+    return True
+
+
+def _slurm_rendezvous() -> bool:
+    """Under srun without torchrun, set MASTER_ADDR/MASTER_PORT the way Lightning's
+    SLURMEnvironment does (first node of SLURM_NODELIST, a port from the job id), so
+    the group we start now is the one Lightning reuses. False when SLURM is not in use
+    (or its job name opts out of Lightning's SLURM detection)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if "SLURM_PROCID" not in os.environ or not SLURMEnvironment.detect():
+        return False
+    slurm = SLURMEnvironment()
+    log.info("SLURM rendezvous at %s:%d", slurm.main_address, slurm.main_port)  # sets both
     return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -58,26 +59,85 @@ def change_tokenizer(model: Any, tokenizer_dir: Path) -> None:
     ``change_vocabulary`` re-creates the loss without the TDT kwargs, i.e. as a
     plain RNNT loss, which makes a fine-tuned TDT head stall; we restore it.
     """
-    from nemo.collections.asr.losses.rnnt import RNNTLoss
-    from omegaconf import OmegaConf, open_dict
 
     if not (tokenizer_dir / "tokenizer.model").is_file():
         raise InputError(f"--tokenizer: {tokenizer_dir} has no tokenizer.model")
-    loss_cfg = OmegaConf.to_container(model.cfg.loss, resolve=True)
+    loss_cfg = _plain(model.cfg.loss)
     model.change_vocabulary(new_tokenizer_dir=str(tokenizer_dir), new_tokenizer_type="bpe")
-    assert isinstance(loss_cfg, dict)
     if loss_cfg.get("loss_name") == "tdt":
-        model.loss = RNNTLoss(
-            # as NeMo's own __init__ does for TDT: the vocabulary size, without duration outputs
-            num_classes=model.joint.num_classes_with_blank - 1 - model.joint.num_extra_outputs,
-            loss_name="tdt",
-            loss_kwargs=loss_cfg.get("tdt_kwargs"),
-            reduction=model.cfg.get("rnnt_reduction", "mean_batch"),
-        )
-        if model.joint.fuse_loss_wer:
-            model.joint.set_loss(model.loss)
-        with open_dict(model.cfg):
-            model.cfg.loss = loss_cfg
+        set_tdt_loss(model, loss_cfg)
+
+
+def set_tdt_loss(model: Any, loss_cfg: dict[str, Any]) -> None:
+    """(Re)build the model's TDT loss from ``loss_cfg`` and record it in the model's config."""
+    from nemo.collections.asr.losses.rnnt import RNNTLoss
+    from omegaconf import open_dict
+
+    model.loss = RNNTLoss(
+        # as NeMo's own __init__ does for TDT: the vocabulary size, without duration outputs
+        num_classes=model.joint.num_classes_with_blank - 1 - model.joint.num_extra_outputs,
+        loss_name="tdt",
+        loss_kwargs=copy.deepcopy(loss_cfg.get("tdt_kwargs")),  # NeMo pops keys from it
+        reduction=model.cfg.get("rnnt_reduction", "mean_batch"),
+    )
+    if model.joint.fuse_loss_wer:
+        model.joint.set_loss(model.loss)
+    with open_dict(model.cfg):
+        model.cfg.loss = loss_cfg
+
+
+def apply_finetune_config(model: Any, cfg: Any) -> list[str]:
+    """Make the config's SpecAugment and TDT loss settings apply to a pretrained model.
+
+    The pretrained preprocessor is kept: its features are what the weights were
+    trained on. A configured preprocessor that differs is reported, not applied.
+    TDT durations cannot change either (the joint has one output per duration);
+    sigma and omega can. Returns one line per change, for the log.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    changes: list[str] = []
+    user = cfg.model
+    if "spec_augment" in user and model.cfg.get("spec_augment") is not None:
+        current = _plain(model.cfg.spec_augment)
+        wanted = {**current, **_plain(user.spec_augment)}
+        if wanted != current:
+            model.spec_augmentation = model.from_config_dict(OmegaConf.create(wanted))
+            with open_dict(model.cfg):
+                model.cfg.spec_augment = wanted
+            changes.append(f"SpecAugment set from the config: {wanted}")
+    have_loss, want_loss = _plain(model.cfg.get("loss")), _plain(user.get("loss"))
+    if have_loss.get("loss_name") == "tdt" and want_loss.get("loss_name") == "tdt":
+        have_kw = dict(have_loss.get("tdt_kwargs") or {})
+        want_kw = dict(want_loss.get("tdt_kwargs") or {})
+        if list(want_kw.get("durations", [])) != list(have_kw.get("durations", [])):
+            raise InputError(
+                f"model.loss.tdt_kwargs.durations: the pretrained model predicts durations "
+                f"{list(have_kw.get('durations', []))} (one joint output each); fine-tuning "
+                "cannot change them: drop the override or train --from-scratch"
+            )
+        if {**have_kw, **want_kw} != have_kw:
+            set_tdt_loss(model, {**have_loss, "tdt_kwargs": {**have_kw, **want_kw}})
+            changes.append(f"TDT loss set from the config: {want_kw}")
+    if "preprocessor" in user and model.cfg.get("preprocessor") is not None:
+        mine = _plain(model.cfg.preprocessor)
+        asked = _plain(user.preprocessor)
+        differ = {k: v for k, v in asked.items() if k in mine and mine[k] != v}
+        if differ:
+            log.warning("kept the pretrained preprocessor; not applied from the config: %s", differ)
+    return changes
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    """A config section as a plain dict (empty for a missing one)."""
+    from omegaconf import OmegaConf
+
+    if node is None:
+        return {}
+    out = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(out, dict):
+        raise InputError(f"config: expected a mapping, got {out!r}")
+    return {str(k): v for k, v in out.items()}
 
 
 def freeze(model: Any, encoder_layers: int, decoder: bool) -> None:
@@ -100,7 +160,12 @@ def init_model(
     cfg: Any, texts: list[str], out_dir: Path, accelerator: str, tokenizer: Path | None = None
 ) -> Any:
     """Build or load the model described by ``cfg`` and prepare it for this device."""
-    model = build_from_scratch(cfg, texts, out_dir) if cfg.arch else load_pretrained(str(cfg.init))
+    if cfg.arch:
+        model = build_from_scratch(cfg, texts, out_dir)
+    else:
+        model = load_pretrained(str(cfg.init))
+        for line in apply_finetune_config(model, cfg):
+            log.info(line)
     if tokenizer is not None:
         change_tokenizer(model, tokenizer)
     freeze(model, int(cfg.freeze_encoder_layers), bool(cfg.freeze_decoder))

@@ -49,21 +49,52 @@ def check_manifest(path: Path, role: str) -> list[ManifestEntry]:
     return [e for _, e in read_records(path, ManifestEntry)]
 
 
-def mix_replay(train: Path, replay: Path, ratio: float, out: Path, seed: int) -> Path:
-    """A training manifest where general-domain replay makes up ``ratio`` of the utterances."""
-    if not 0 < ratio < 1:
-        raise InputError(f"--replay-ratio must be between 0 and 1, got {ratio}")
-    domain = check_manifest(train, "train")
-    general = check_manifest(replay, "replay")
+def mix_replay(
+    domain: list[ManifestEntry], general: list[ManifestEntry], ratio: float, out: Path, seed: int
+) -> Path:
+    """A training manifest where a fresh draw of general-domain replay makes up ``ratio``.
+
+    Every domain utterance is kept; ``ratio / (1 - ratio) * len(domain)`` general
+    utterances are drawn without replacement (with replacement only when the
+    general set is smaller than that). Called once per epoch with its own seed,
+    so over a run the replay covers the general set rather than one fixed sample.
+    """
     n = round(ratio / (1 - ratio) * len(domain))
     rng = random.Random(seed)
-    picked = [rng.choice(general) for _ in range(n)]
+    picked = rng.sample(general, n) if n <= len(general) else rng.choices(general, k=n)
     rows = [e.model_copy(update={"replay": False}) for e in domain]
     rows += [e.model_copy(update={"replay": True}) for e in picked]
     rng.shuffle(rows)
-    write_jsonl(out, rows)
+    write_jsonl(out, rows)  # atomic: every rank writes the same rows
     log.info("replay: %d general-domain + %d domain utterances -> %s", n, len(domain), out)
     return out
+
+
+class ReplayMix:
+    """The replay manifests of one run: ``OUT/replay/epoch_NNN.jsonl``, a new draw per epoch."""
+
+    def __init__(self, train: Path, replay: Path, ratio: float, out_dir: Path, seed: int) -> None:
+        if not 0 < ratio < 1:
+            raise InputError(f"--replay-ratio must be between 0 and 1, got {ratio}")
+        self.domain = check_manifest(train, "train")
+        self.general = check_manifest(replay, "replay")
+        self.ratio, self.folder, self.seed = ratio, out_dir / "replay", seed
+
+    def manifest(self, epoch: int) -> Path:
+        out = self.folder / f"epoch_{epoch:03d}.jsonl"
+        return mix_replay(self.domain, self.general, self.ratio, out, self.seed * 100_003 + epoch)
+
+
+OOM_HINT = (
+    "out of memory: lower --batch-size, model.train_ds.max_duration "
+    "(--set model.train_ds.max_duration=15), or use --precision bf16-mixed"
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's "can't allocate memory"."""
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text
 
 
 def _data_cfg(ds: Any, manifest: Path, accelerator: str, world: int) -> Any:
@@ -87,12 +118,15 @@ def _as_dict(container: Any) -> dict[str, Any]:
     return {str(k): v for k, v in container.items()}
 
 
-def build_trainer(cfg: Any, out_dir: Path, explicit_strategy: bool) -> tuple[Any, str]:
+def build_trainer(
+    cfg: Any, out_dir: Path, explicit_strategy: bool, replay: ReplayMix | None = None
+) -> tuple[Any, str]:
     """A Lightning Trainer from ``cfg.trainer`` + ``cfg.deepspeed``; returns it and the accelerator."""
     import lightning.pytorch as pl
+    from lightning.pytorch.strategies import DeepSpeedStrategy
     from omegaconf import OmegaConf
 
-    from medasr_cli.train.callbacks import ThroughputCallback
+    from medasr_cli.train.callbacks import MetricsProgressBar, ReplayCallback, ThroughputCallback
 
     t = _as_dict(OmegaConf.to_container(cfg.trainer, resolve=True))
     accelerator = resolve_accelerator(str(t.pop("accelerator")))
@@ -103,11 +137,21 @@ def build_trainer(cfg: Any, out_dir: Path, explicit_strategy: bool) -> tuple[Any
         _as_dict(OmegaConf.to_container(cfg.deepspeed, resolve=True)),
         explicit=explicit_strategy,
     )  # fmt: skip
-    precision = deepspeed_precision(strategy, resolve_precision(t.pop("precision"), accelerator))
+    on_deepspeed = isinstance(strategy, DeepSpeedStrategy)
+    precision = deepspeed_precision(
+        strategy, resolve_precision(t.pop("precision"), accelerator, on_deepspeed)
+    )
+    callbacks: list[Any] = [ThroughputCallback(int(cfg.model.sample_rate))]
+    if t.get("enable_progress_bar", True):
+        callbacks.append(MetricsProgressBar())
+    if replay is not None:  # a new replay draw every epoch: reload the training data
+        train_ds = cfg.model.train_ds
+        callbacks.append(ReplayCallback(
+            replay.manifest, lambda m, world: _data_cfg(train_ds, m, accelerator, world)))  # fmt: skip
+        t["reload_dataloaders_every_n_epochs"] = 1
     trainer = pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-        precision=precision, logger=False, enable_checkpointing=False,
-        callbacks=[ThroughputCallback(int(cfg.model.sample_rate))],
+        precision=precision, logger=False, enable_checkpointing=False, callbacks=callbacks,
         default_root_dir=str(out_dir), **t,
     )  # fmt: skip
     return trainer, accelerator
@@ -220,21 +264,22 @@ def run_training(
     train_entries = check_manifest(train_manifest, "train")
     check_manifest(val_manifest, "validation")
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = dist_env()
+    replay = None
     if cfg.replay.manifest:
-        train_manifest = mix_replay(train_manifest, Path(cfg.replay.manifest), float(cfg.replay.ratio),
-                                    out_dir / "train_with_replay.jsonl", int(cfg.seed))  # fmt: skip
+        replay = ReplayMix(train_manifest, Path(cfg.replay.manifest), float(cfg.replay.ratio),
+                           out_dir, int(cfg.seed))  # fmt: skip
+        train_manifest = replay.manifest(0)
     pl.seed_everything(int(cfg.seed), workers=True)
-    trainer, accelerator = build_trainer(cfg, out_dir, explicit_strategy)
+    trainer, accelerator = build_trainer(cfg, out_dir, explicit_strategy, replay)
+    env = dist_env(trainer.num_devices)
+    world = trainer.num_nodes * trainer.num_devices  # Lightning's launcher sets WORLD_SIZE later
     init_process_group_if_launched("gloo" if accelerator == "cpu" else "nccl")
     model = init_model(cfg, [e.text for e in train_entries], out_dir, accelerator, tokenizer)
     _exp_manager(trainer, cfg, out_dir, resume, mlflow_uri)
     model.set_trainer(trainer)
-    model.setup_training_data(
-        _data_cfg(cfg.model.train_ds, train_manifest, accelerator, env.world_size)
-    )
+    model.setup_training_data(_data_cfg(cfg.model.train_ds, train_manifest, accelerator, world))
     model.setup_validation_data(
-        _data_cfg(cfg.model.validation_ds, val_manifest, accelerator, env.world_size)
+        _data_cfg(cfg.model.validation_ds, val_manifest, accelerator, world)
     )
     model.setup_optimization(cfg.model.optim)
     if env.is_global_zero:
@@ -248,11 +293,8 @@ def run_training(
     try:
         trainer.fit(model)
     except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            raise MedasrError(
-                "out of memory: lower --batch-size, model.train_ds.max_duration "
-                "(--set model.train_ds.max_duration=15), or use --precision bf16-mixed"
-            ) from exc
+        if is_out_of_memory(exc):
+            raise MedasrError(OOM_HINT) from exc
         raise
     return _finish(model, trainer, out_dir, mlf)
 
