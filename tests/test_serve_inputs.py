@@ -19,7 +19,14 @@ import pytest
 import soundfile as sf
 
 from test_serve_support import *  # noqa: F403  (fixtures: wordy_model, server)
-from test_serve_support import MODEL_ID, ServerThread, ffmpeg, openai_client
+from test_serve_support import (
+    API_KEY,
+    MODEL_ID,
+    ServerThread,
+    ffmpeg,
+    openai_client,
+    server_settings,
+)
 
 AUTH = {"Authorization": "Bearer test-key-123"}
 
@@ -87,6 +94,37 @@ def test_containers_decode_by_content(
     assert body["duration"] == pytest.approx(sf.info(str(wav)).duration, abs=0.1)
     if suffix == "flac":  # lossless: the same transcript as the WAV
         assert body["text"] == _post(server, wav.read_bytes()).json()["text"]
+
+
+def test_audio_longer_than_max_is_400(
+    wordy_model: Path, long_wav: Path, wav: Path, tmp_path: Path
+) -> None:
+    mp3 = ffmpeg(long_wav, tmp_path / "long.mp3", "-ar", "22050")  # not 16 kHz: ffmpeg decodes it
+    srv = ServerThread(server_settings(wordy_model, api_keys=[API_KEY], max_audio_s=10)).start()
+    try:
+        # a 16 kHz WAV is refused from its header (libsndfile), the MP3 after ffmpeg's capped decode
+        refused = [_post(srv, path.read_bytes(), "upload.bin") for path in (long_wav, mp3)]
+        fits = _post(srv, wav.read_bytes())
+    finally:
+        srv.stop()
+    assert sf.info(str(long_wav)).duration > 10
+    for r in refused:
+        err = _assert_error(r, 400, "file")
+        assert err["code"] == "audio_too_long" and "limit of 10 s" in str(err["message"])
+    assert fits.status_code == 200 and fits.json()["text"]
+
+
+def test_slow_ffmpeg_decode_is_400(wordy_model: Path, wav: Path, tmp_path: Path) -> None:
+    mp3 = ffmpeg(wav, tmp_path / "clip.mp3", "-ar", "22050")  # not 16 kHz: ffmpeg decodes it
+    srv = ServerThread(server_settings(wordy_model, decode_timeout_s=0.001)).start()
+    try:
+        slow = _post(srv, mp3.read_bytes(), "upload.bin")  # ffmpeg cannot even start in 1 ms
+        in_process = _post(srv, wav.read_bytes())  # 16 kHz WAV: libsndfile, no ffmpeg
+    finally:
+        srv.stop()
+    err = _assert_error(slow, 400, "file")
+    assert err["code"] == "decode_timeout" and "0.001 s" in str(err["message"])
+    assert in_process.status_code == 200
 
 
 def test_missing_file_and_wrong_content_type(server: ServerThread) -> None:

@@ -8,14 +8,23 @@
 - ``ServerThread``: ``create_app`` under a real uvicorn on 127.0.0.1 in a
   thread, waited on until ``/ready``.
 - audio made with espeak-ng (conftest) and converted with ffmpeg.
+- ``FakeRunner`` and ``fake_client``: ``create_app`` with a stand-in model
+  runner, through Starlette's TestClient, only for conditions the real model
+  cannot produce on demand (a load that lasts until the test says so, an
+  inference that hangs or crashes).
+- ``serve_logs``: caplog for ``medasr_cli`` records (``keep_from_nemo`` when
+  the real model runs: NeMo resets the level of handlers on its logger).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +37,9 @@ from conftest import free_port
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+
+from medasr_cli.serve.runner import InferItem, ModelRunner, RunnerOptions
+from medasr_cli.serve.transcript import Transcript, Word, segments_from_words
 
 API_KEY = "test-key-123"
 MODEL_ID = "parakeet-tdt-0.6b-v2"
@@ -156,3 +168,109 @@ def long_wav(speech_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     path = tmp_path_factory.mktemp("long") / "long.wav"
     sf.write(path, np.concatenate(parts), 16000, subtype="PCM_16")
     return path
+
+
+@pytest.fixture
+def serve_logs(caplog: pytest.LogCaptureFixture) -> Any:
+    """caplog at INFO for ``medasr_cli``.
+
+    pytest also attaches caplog's handler to non-propagating loggers, NeMo's ``nemo_logger``
+    among them, and every NeMo ``transcribe()`` sets the level of all that logger's handlers
+    (to ERROR once the server has quietened NeMo). A test that runs the real model and expects
+    records below ERROR calls :func:`keep_from_nemo` first.
+    """
+    caplog.set_level(logging.INFO, logger="medasr_cli")
+    return caplog
+
+
+def keep_from_nemo(caplog: pytest.LogCaptureFixture) -> None:
+    """Detach this test phase's caplog handler from ``nemo_logger`` (see ``serve_logs``)."""
+    logging.getLogger("nemo_logger").removeHandler(caplog.handler)
+
+
+def records_for(records: Sequence[logging.LogRecord], request_id: str) -> list[logging.LogRecord]:
+    """The records whose structured ``fields`` carry ``request_id``."""
+    return [r for r in records if getattr(r, "fields", {}).get("request_id") == request_id]
+
+
+def fake_transcript(item: InferItem) -> Transcript:
+    """One word per started second of audio (``w0 w1 ...``), each half a second long."""
+    words = [Word(f"w{i}", float(i), i + 0.5) for i in range(max(1, int(item.duration)))]
+    text = " ".join(w.text for w in words)
+    return Transcript(text, item.duration, words, segments_from_words(words))
+
+
+class FakeRunner(ModelRunner):
+    """A stand-in for the NeMo model runner (see the module docstring for when it is used).
+
+    ``load_gate``: ``load()`` blocks until the event is set. ``infer_fn``: replaces inference
+    (default: :func:`fake_transcript` for each item). ``calls`` counts inference calls.
+    """
+
+    def __init__(
+        self,
+        load_gate: threading.Event | None = None,
+        infer_fn: Callable[[Sequence[InferItem]], list[Transcript]] | None = None,
+    ) -> None:
+        super().__init__(RunnerOptions(model="fake.nemo", device="cpu"))
+        self.load_gate = load_gate
+        self.infer_fn = infer_fn
+        self.calls = 0
+
+    def load(self) -> float:
+        if self.load_gate is not None and not self.load_gate.wait(10):
+            raise TimeoutError("the test never released the fake model load")
+        self.model = object()
+        return 0.0
+
+    def warmup(self) -> None:
+        pass
+
+    def infer(self, items: Sequence[InferItem]) -> list[Transcript]:
+        self.calls += 1
+        if self.infer_fn is not None:
+            return self.infer_fn(items)
+        return [fake_transcript(it) for it in items]
+
+    def tokenize(self, text: str) -> list[int]:
+        return []
+
+
+def wait_ready(client: Any, timeout: float = 10.0) -> None:
+    """Poll ``/ready`` of a TestClient until 200."""
+    deadline = time.monotonic() + timeout
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "fake server did not become ready"
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def fake_client(runner: FakeRunner, ready: bool = True, **overrides: Any) -> Iterator[Any]:
+    """``create_app`` with ``runner`` under Starlette's TestClient (lifespan on)."""
+    from fastapi.testclient import TestClient
+
+    from medasr_cli.serve.app import create_app
+    from medasr_cli.serve.settings import ServeSettings
+
+    settings = ServeSettings(**{"model": "fake.nemo", "device": "cpu", **overrides})
+    with TestClient(create_app(settings, runner)) as client:
+        if ready:
+            wait_ready(client)
+        yield client
+
+
+def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
+    """A WAV of quiet noise (16-bit PCM) in memory."""
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(int(seconds * rate)) * 0.01).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, audio, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def post_audio(client: Any, content: bytes, **data: str) -> Any:
+    """POST a file to ``/v1/audio/transcriptions`` through a TestClient or httpx client."""
+    return client.post(
+        "/v1/audio/transcriptions", data={"model": MODEL_ID, **data},
+        files={"file": ("clip.wav", content, "audio/wav")},
+    )  # fmt: skip

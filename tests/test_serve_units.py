@@ -189,3 +189,24 @@ def test_engine_caps_padded_audio_per_batch() -> None:
 
     asyncio.run(main())
     assert max(fake.batches) <= 2  # 3 x 4 s would pad to 12 s > 10 s
+
+
+def test_ffmpeg_decode_has_a_timeout() -> None:
+    import io
+    import shutil
+
+    import soundfile as sf
+
+    from medasr_cli.serve.decode import DECODE_TIMEOUT_S, DecodeTimeout, decode_upload
+    from medasr_cli.serve.settings import ServeSettings
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    assert ServeSettings.model_fields["decode_timeout_s"].default == DECODE_TIMEOUT_S
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16000, dtype=np.float32), 8000, format="WAV")  # 8 kHz: ffmpeg's path
+    assert len(decode_upload(buf, 60.0)) == 32000
+    started = time.perf_counter()
+    with pytest.raises(DecodeTimeout, match=r"limit of 0\.001 s"):
+        decode_upload(buf, 60.0, timeout_s=0.001)
+    assert time.perf_counter() - started < 5

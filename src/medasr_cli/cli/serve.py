@@ -164,6 +164,13 @@ def serve_command(
         env="DECODE_CONCURRENCY",
         help="Uploads decoded (ffmpeg) at once. [default: 4]",
     ),
+    decode_timeout_s: float | None = _opt(
+        None,
+        "--decode-timeout-s",
+        env="DECODE_TIMEOUT_S",
+        help="Longest one ffmpeg decode may take; slower files get 400 decode_timeout. "
+        "[default: 60]",
+    ),
     retry_after_s: int | None = _opt(
         None, "--retry-after-s", env="RETRY_AFTER_S", help="Retry-After sent with 503. [default: 1]"
     ),

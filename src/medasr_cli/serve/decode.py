@@ -5,7 +5,9 @@ already 16 kHz); everything else, and every other rate or channel layout, goes
 through ffmpeg, which probes the container by content (the file name and
 declared content type are never trusted). Decoding is capped just past
 ``max_audio_s`` so a tiny, very long upload cannot exhaust memory; longer
-audio is refused, never silently cut.
+audio is refused, never silently cut. An ffmpeg run is killed after
+``timeout_s`` (:data:`DECODE_TIMEOUT_S` unless the server sets another), so a
+pathological file cannot hold a decode slot for ever.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from medasr_cli.core.errors import MedasrError
 from medasr_cli.serve.transcript import SAMPLE_RATE
 
 FORMATS = "flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav, webm"
+DECODE_TIMEOUT_S = 60.0
+"""Default limit on one ffmpeg decode (``--decode-timeout-s``); 2 h of audio takes a few seconds."""
 
 
 class DecodeError(Exception):
@@ -35,7 +39,13 @@ class TooLong(DecodeError):
     """The decoded audio is longer than the server accepts."""
 
 
-def decode_upload(upload: BinaryIO, max_audio_s: float) -> np.ndarray:
+class DecodeTimeout(DecodeError):
+    """ffmpeg did not finish decoding within the time limit (it has been killed)."""
+
+
+def decode_upload(
+    upload: BinaryIO, max_audio_s: float, timeout_s: float = DECODE_TIMEOUT_S
+) -> np.ndarray:
     """Decode an uploaded file to mono float32 at 16 kHz, or raise :class:`DecodeError`.
 
     Blocking (libsndfile or an ffmpeg subprocess): call it from a worker thread.
@@ -47,7 +57,7 @@ def decode_upload(upload: BinaryIO, max_audio_s: float) -> np.ndarray:
     audio = _read_soundfile(upload, max_audio_s)
     if audio is None:
         with _as_path(upload) as path:
-            audio = _read_ffmpeg(path, max_audio_s)
+            audio = _read_ffmpeg(path, max_audio_s, timeout_s)
     if audio.size == 0:
         raise DecodeError("the uploaded audio has no samples")
     if not np.all(np.isfinite(audio)):
@@ -83,7 +93,7 @@ def _as_path(upload: BinaryIO) -> Iterator[Path]:
         yield Path(tmp.name)
 
 
-def _read_ffmpeg(path: Path, max_audio_s: float) -> np.ndarray:
+def _read_ffmpeg(path: Path, max_audio_s: float, timeout_s: float) -> np.ndarray:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise MedasrError("ffmpeg is not installed on the server (apt-get install ffmpeg)")
@@ -92,7 +102,12 @@ def _read_ffmpeg(path: Path, max_audio_s: float) -> np.ndarray:
         ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-t", f"{cap:.3f}",
         "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    try:  # on timeout, subprocess.run kills ffmpeg and reaps it before raising
+        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeTimeout(
+            f"decoding the file took longer than this server's limit of {timeout_s:g} s"
+        ) from exc
     audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
     if proc.returncode != 0 or audio.size == 0:
         lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -3,7 +3,8 @@
 A plain ASGI middleware (not ``BaseHTTPMiddleware``) so streamed responses
 pass through untouched and the log line is written when the body has really
 been sent. An exception that escapes a route becomes OpenAI's 500 shape with
-the request id in the message, and is logged with its traceback.
+the request id in the message, and is logged with its traceback. A stream
+that fails after its 200 header went out is counted and logged as a 500.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class RequestContextMiddleware:
         finally:
             if is_asr:
                 self.metrics.in_flight.dec()
+            if state.get("stream_failed"):  # headers said 200, but the body ended in an error
+                status["code"] = 500
             self._finish(scope, state, rid, int(status["code"]), time.perf_counter() - started)
 
     def _finish(

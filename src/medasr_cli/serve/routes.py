@@ -121,6 +121,8 @@ async def _stream(
     except Exception:
         rid = getattr(request.state, "request_id", "?")
         log.exception("stream failed", extra={"fields": {"request_id": rid}})
+        request.state.stream_failed = True  # the 200 went out first: count and log it as a 500
+        request.state.error_code = "internal_error"
         yield sse({"error": {"message": f"transcription failed (request id {rid})",
                              "type": "server_error", "param": None, "code": "internal_error"}})  # fmt: skip
     finally:

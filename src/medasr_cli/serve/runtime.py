@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from starlette.datastructures import UploadFile
 
-from medasr_cli.serve.decode import DecodeError, TooLong, decode_upload
+from medasr_cli.serve.decode import DecodeError, DecodeTimeout, TooLong, decode_upload
 from medasr_cli.serve.engine import BatchEngine, EngineLimits, describe
 from medasr_cli.serve.errors import APIError, bad_request, unavailable
 from medasr_cli.serve.metrics import ServeMetrics
@@ -112,15 +112,17 @@ class Runtime:
     async def decode(self, upload: UploadFile) -> np.ndarray:
         """Decode an upload off the event loop (400 naming ``file`` when it is not audio)."""
         assert self._decode_slots is not None
-        limit = self.settings.max_audio_s
+        limit, timeout = self.settings.max_audio_s, self.settings.decode_timeout_s
 
         def work() -> np.ndarray:
-            return decode_upload(upload.file, limit)
+            return decode_upload(upload.file, limit, timeout)
 
         async with self._decode_slots:
             try:
                 return await asyncio.to_thread(work)
             except TooLong as exc:
                 raise bad_request(str(exc), "file", "audio_too_long") from exc
+            except DecodeTimeout as exc:
+                raise bad_request(str(exc), "file", "decode_timeout") from exc
             except DecodeError as exc:
                 raise bad_request(str(exc), "file", "invalid_file_format") from exc

@@ -96,6 +96,9 @@ class ServeSettings(BaseSettings):
         1.0, ge=0, description="Per-token bonus inside a boosted phrase."
     )
     decode_concurrency: int = Field(4, ge=1, description="Uploads decoded with ffmpeg at once.")
+    decode_timeout_s: float = Field(
+        60.0, gt=0, description="Longest one ffmpeg decode may take (400 decode_timeout beyond)."
+    )
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 503.")
     warmup: bool = Field(True, description="Run one inference before reporting ready.")
     shutdown_timeout_s: float = Field(
