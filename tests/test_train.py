@@ -80,7 +80,9 @@ def trained_run(train_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_print_config_merges_flags_and_dotlist() -> None:
     proc = medasr("train", "--print-config", "--gpus", "8", "--nodes", "2", "--lr", "5e-5",
-                  "--set", "trainer.val_check_interval=0.25", "--set", "deepspeed.stage=2")  # fmt: skip
+                  "--batch-size", "12", "--epochs", "7", "--precision", "32",
+                  "--strategy", "ddp", "--set", "trainer.val_check_interval=0.25",
+                  "--set", "deepspeed.stage=2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     import yaml
 
@@ -92,6 +94,45 @@ def test_print_config_merges_flags_and_dotlist() -> None:
     assert cfg["model"]["preprocessor"]["features"] == 128
     assert cfg["model"]["loss"]["tdt_kwargs"]["durations"] == [0, 1, 2, 3, 4]
     assert cfg["model"]["train_ds"]["augmentor"]["speed"]["prob"] == 0.4
+    assert cfg["trainer"]["max_epochs"] == 7 and cfg["trainer"]["precision"] == "32"
+    assert cfg["trainer"]["strategy"] == "ddp"
+    assert (
+        cfg["model"]["train_ds"]["batch_size"] == cfg["model"]["validation_ds"]["batch_size"] == 12
+    )
+    # the source document's recipe, as shipped
+    pre = cfg["model"]["preprocessor"]
+    assert (pre["window_size"], pre["window_stride"], pre["n_fft"]) == (0.025, 0.01, 512)
+    assert pre["normalize"] == "per_feature" and pre["dither"] == 1e-5
+    tdt = cfg["model"]["loss"]["tdt_kwargs"]
+    assert (tdt["sigma"], tdt["omega"]) == (0.02, 0.1)
+    spec = cfg["model"]["spec_augment"]
+    assert (spec["freq_masks"], spec["freq_width"], spec["time_masks"], spec["time_width"]) == (
+        2, 27, 10, 0.05)  # fmt: skip
+    speed = cfg["model"]["train_ds"]["augmentor"]["speed"]
+    assert (speed["min_speed_rate"], speed["max_speed_rate"]) == (0.9, 1.1)
+    assert (
+        cfg["model"]["optim"]["name"] == "adamw" and cfg["model"]["optim"]["sched"]["warmup_steps"]
+    )
+    ckpt = cfg["exp_manager"]["checkpoint_callback_params"]
+    assert (ckpt["monitor"], ckpt["mode"], ckpt["save_top_k"]) == ("val_wer", "min", 3)
+    ds = cfg["deepspeed"]
+    assert ds["stage"] == 2 and ds["offload_optimizer"] and ds["partition_activations"]
+
+
+def test_data_folder_from_manifest_split(tmp_path: Path) -> None:
+    """`--data DIR`: the train/val/test.jsonl that `medasr manifest build --split` writes."""
+    from medasr_cli.cli.train import _manifests
+
+    for name in ("train", "val", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("")
+    assert _manifests(tmp_path, None, None, []) == (
+        tmp_path / "train.jsonl", tmp_path / "val.jsonl", [tmp_path / "test.jsonl"])  # fmt: skip
+    other = tmp_path / "other.jsonl"
+    other.write_text("")
+    assert _manifests(tmp_path, None, None, [other])[2] == [other]  # explicit tests win
+    (tmp_path / "val.jsonl").unlink()
+    with pytest.raises(InputError, match="validation manifest not found"):
+        _manifests(tmp_path, None, None, [])
 
 
 def test_deepspeed_strategy_receives_every_option() -> None:
