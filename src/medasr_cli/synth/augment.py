@@ -69,21 +69,14 @@ class AugmentChain:
         self.noise = noise
         self.rirs = rirs
 
-    def __call__(
-        self, speech: np.ndarray, rng: np.random.Generator, speed: Fraction | None = None
-    ) -> Augmented:
+    def __call__(self, speech: np.ndarray, rng: np.random.Generator, speed: Fraction) -> Augmented:
         """Augment ``speech`` (float32 at the output rate); nothing here writes files.
 
-        ``speed`` is the factor from :meth:`draw_speed` when the caller already
-        applied it while resampling the TTS output (one filter pass instead of
-        two); it is recorded, not applied again. Without it the chain draws and
-        applies the speed step itself. Either way the generator sees the same draws.
+        ``speed`` is the factor :meth:`draw_speed` drew, which the caller has
+        already applied while resampling the TTS output (one filter pass instead
+        of two); it is recorded here.
         """
         st = _State(speech)
-        if speed is None:
-            speed = self.draw_speed(rng)
-            if speed != 1:
-                st.speech = dsp.change_speed(st.speech, speed)
         if speed != 1:
             st.steps.append(Augmentation(kind="speed", params={"factor": round(float(speed), 4)}))
         self._reverb(st, rng)

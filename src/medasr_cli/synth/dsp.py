@@ -46,9 +46,10 @@ def resample(
 ) -> np.ndarray:
     """Band-limited resampling with libsoxr's high-quality filter (22050 -> 16000 and others).
 
-    ``speed`` folds a speed perturbation into the same pass: the result, played
-    at ``sr_out``, is ``speed`` times faster (what :func:`change_speed` does after
-    a plain resample, in one filter instead of two).
+    ``speed`` folds a speed perturbation (tempo and pitch together, like Kaldi's
+    speed perturb) into the same pass: the result, played at ``sr_out``, is
+    ``speed`` times faster, from one filter instead of a resample and a second
+    speed-changing resample.
     """
     if sr_in == sr_out and speed == 1:
         return audio.astype(np.float32, copy=False)
@@ -65,13 +66,6 @@ def _soxr(audio: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
 def speed_factor(factor: float, max_denominator: int = 100) -> Fraction:
     """The rational speed factor actually applied (recorded exactly in the utterance)."""
     return Fraction(factor).limit_denominator(max_denominator)
-
-
-def change_speed(audio: np.ndarray, factor: Fraction) -> np.ndarray:
-    """Play ``factor`` times faster (tempo and pitch change together, like Kaldi's speed perturb)."""
-    if factor == 1:
-        return audio
-    return _soxr(audio, factor.numerator, factor.denominator)
 
 
 def simulated_rir(
