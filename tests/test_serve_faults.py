@@ -34,6 +34,18 @@ from test_serve_support import (
 ERROR_KEYS = {"message", "type", "param", "code"}
 
 
+def _failing_on_call(n: int, message: str) -> FakeRunner:
+    """A runner whose ``n``-th inference call raises ``RuntimeError(message)``."""
+
+    def infer(items: Sequence[InferItem]) -> list[Transcript]:
+        if runner.calls == n:
+            raise RuntimeError(message)
+        return [fake_transcript(it) for it in items]
+
+    runner = FakeRunner(infer_fn=infer)
+    return runner
+
+
 def _metric_lines(client: Any, name: str) -> list[str]:
     return [ln for ln in client.get("/metrics").text.splitlines() if ln.startswith(name)]
 
@@ -65,12 +77,7 @@ def test_model_loading_is_503_with_retry_after() -> None:
 def test_inference_bug_is_500_with_request_id_in_body_and_log(serve_logs: Any) -> None:
     """Fake runner: its first inference raises, as a bug in the model code would."""
 
-    def crash_once(items: Sequence[InferItem]) -> list[Transcript]:
-        if runner.calls == 1:
-            raise RuntimeError("simulated bug in inference")
-        return [fake_transcript(it) for it in items]
-
-    runner = FakeRunner(infer_fn=crash_once)
+    runner = _failing_on_call(1, "simulated bug in inference")
     with fake_client(runner) as client:
         r = post_audio(client, wav_bytes(1.0))
         after = post_audio(client, wav_bytes(1.0))  # the model thread survives the bug
@@ -123,12 +130,7 @@ def test_health_answers_while_model_is_busy() -> None:
 def test_stream_failing_midway_counts_as_500(serve_logs: Any) -> None:
     """Fake runner: the second chunk of a long recording fails after the first was streamed."""
 
-    def fail_second(items: Sequence[InferItem]) -> list[Transcript]:
-        if runner.calls == 2:
-            raise RuntimeError("simulated failure on chunk 2")
-        return [fake_transcript(it) for it in items]
-
-    runner = FakeRunner(infer_fn=fail_second)
+    runner = _failing_on_call(2, "simulated failure on chunk 2")
     settings = dict(max_single_pass_s=2.0, chunk_overlap_s=0.5, max_batch_size=1)
     with fake_client(runner, **settings) as client:
         r = post_audio(client, wav_bytes(5.0), stream="true")
