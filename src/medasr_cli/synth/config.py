@@ -1,22 +1,20 @@
 """The synth YAML config: TTS prosody jitter and the augmentation chain.
 
-The packaged ``data/synth/default.yaml`` is the base; a user YAML is merged
-over it and dotted ``key=value`` overrides (NeMo style, values parsed as YAML)
-are applied last. The result is validated so that a typo fails with one line.
+The packaged ``data/synth/default.yaml`` is the base, layered with a user YAML,
+``--snr`` and ``--set`` overrides by :mod:`medasr_cli.core.config`. The result
+is validated so that a typo fails with one line.
 """
 
 from __future__ import annotations
 
-import copy
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from medasr_cli.core.config import layer, packaged_text, parse_yaml, read_yaml
 from medasr_cli.core.errors import InputError
-from medasr_cli.core.jsonl import check_input_file, format_validation_error
+from medasr_cli.core.jsonl import format_validation_error
 
 
 def _ordered(value: tuple[float, float]) -> tuple[float, float]:
@@ -88,45 +86,7 @@ class SynthConfig(BaseModel):
 
 def default_config_text() -> str:
     """The packaged default YAML (documented, for ``--show-config``-style use)."""
-    return resources.files("medasr_cli.data").joinpath("synth/default.yaml").read_text("utf-8")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict."""
-    out = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. augment.reverb.p=0.5")
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise InputError(f"--set {item!r}: '{part}' is not a section")
-        node[leaf] = yaml.safe_load(raw)
-    return out
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    p = check_input_file(path, "config file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{p}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{p}: expected a YAML mapping at the top level")
-    return data
+    return packaged_text("medasr_cli.data", "synth/default.yaml")
 
 
 def load_config(
@@ -134,13 +94,14 @@ def load_config(
     overrides: list[str] | None = None,
     snr: tuple[float, float] | None = None,
 ) -> SynthConfig:
-    """Defaults, merged with ``path``, then ``overrides``, then ``snr`` (from ``--snr``)."""
-    data = yaml.safe_load(default_config_text())
-    if path is not None:
-        data = _merge(data, _read_yaml(path))
-    data = apply_overrides(data, overrides or [])
-    if snr is not None:
-        data["augment"]["noise"]["snr_db"] = list(snr)
+    """Defaults < ``path`` < ``snr`` (the ``--snr`` flag) < ``overrides`` (``--set``), validated."""
+    data = layer(
+        parse_yaml(default_config_text(), "synth default config"),
+        read_yaml(path) if path is not None else None,
+        {"augment.noise.snr_db": list(snr) if snr is not None else None},
+        overrides or [],
+        example="augment.reverb.p=0.5",
+    )
     try:
         return SynthConfig.model_validate(data)
     except ValidationError as exc:

@@ -1,9 +1,10 @@
 """FastConformer-TDT architectures built from config, and BPE tokenizers trained on manifests.
 
-``tiny`` (~0.3M parameters) is for tests and the CPU demo; ``small`` for quick
-experiments; ``parakeet-xl`` mirrors Parakeet TDT 0.6B v2 (24 layers, d_model
-1024, 8x depthwise-striding subsampling, 128 mel features, 2-layer 640-unit
-prediction network, TDT durations 0-4).
+The architectures are YAML in ``data/train/arch/``: ``tiny`` (~0.3M parameters)
+for tests and the CPU demo, ``small`` for quick experiments, ``parakeet-xl`` the
+shape of Parakeet TDT 0.6B v2 (24 layers, d_model 1024, 8x depthwise-striding
+subsampling, 128 mel features, 2-layer 640-unit prediction network, TDT
+durations 0-4), all filled into one template, ``fastconformer_tdt.yaml``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from medasr_cli.core.config import packaged_names, packaged_yaml
 from medasr_cli.core.errors import InputError, require
 
 log = logging.getLogger(__name__)
 
-ARCHS: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layers=2, d_model=64, n_heads=2, conv_kernel=9, ff=2, sub_ch=64, pred=64,
-                 pred_layers=1, joint=64, features=80, vocab=64),
-    "small": dict(n_layers=8, d_model=176, n_heads=4, conv_kernel=9, ff=4, sub_ch=176, pred=320,
-                  pred_layers=1, joint=320, features=128, vocab=256),
-    "parakeet-xl": dict(n_layers=24, d_model=1024, n_heads=8, conv_kernel=9, ff=4, sub_ch=256,
-                        pred=640, pred_layers=2, joint=640, features=128, vocab=1024),
-}  # fmt: skip
-TDT_DURATIONS = [0, 1, 2, 3, 4]
+ARCH_PACKAGE = "medasr_cli.data.train.arch"
+TEMPLATE = "fastconformer_tdt.yaml"
+
+
+def architectures() -> list[str]:
+    """Names of the shipped architectures (``data/train/arch/NAME.yaml``)."""
+    return packaged_names(ARCH_PACKAGE, exclude=(TEMPLATE,))
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int) -> Path:
@@ -63,120 +63,27 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int) -> Pat
 
 
 def build_model_config(
-    arch: str,
-    tokenizer_dir: Path,
-    *,
-    sample_rate: int = 16000,
-    spec_augment: bool = True,
+    arch: str, tokenizer_dir: Path, *, sample_rate: int = 16000
 ) -> dict[str, Any]:
-    """A NeMo ``EncDecRNNTBPEModel`` config (as a plain dict) for a FastConformer-TDT."""
-    if arch not in ARCHS:
-        raise InputError(f"--arch: unknown architecture '{arch}' (use {', '.join(ARCHS)})")
-    a = ARCHS[arch]
-    ds = {"manifest_filepath": None, "sample_rate": sample_rate, "batch_size": 8}
-    return {
-        "sample_rate": sample_rate,
-        "model_defaults": {
-            "enc_hidden": a["d_model"],
-            "pred_hidden": a["pred"],
-            "joint_hidden": a["joint"],
-            "tdt_durations": TDT_DURATIONS,
-            "num_tdt_durations": len(TDT_DURATIONS),
-        },
-        "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},
-        "train_ds": dict(ds, shuffle=True),
-        "validation_ds": dict(ds, shuffle=False),
-        "preprocessor": {
-            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "sample_rate": sample_rate,
-            "normalize": "per_feature",
-            "window_size": 0.025,
-            "window_stride": 0.01,
-            "window": "hann",
-            "features": a["features"],
-            "n_fft": 512,
-            "log": True,
-            "frame_splicing": 1,
-            "dither": 1e-5,
-            "pad_to": 0,
-            "pad_value": 0.0,
-        },
-        "spec_augment": {
-            "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
-            "freq_masks": 2 if spec_augment else 0,
-            "time_masks": 10 if spec_augment else 0,
-            "freq_width": 27,
-            "time_width": 0.05,
-        },
-        "encoder": {
-            "_target_": "nemo.collections.asr.modules.ConformerEncoder",
-            "feat_in": a["features"],
-            "feat_out": -1,
-            "n_layers": a["n_layers"],
-            "d_model": a["d_model"],
-            "subsampling": "dw_striding",
-            "subsampling_factor": 8,
-            "subsampling_conv_channels": a["sub_ch"],
-            "causal_downsampling": False,
-            "ff_expansion_factor": a["ff"],
-            "self_attention_model": "rel_pos",
-            "n_heads": a["n_heads"],
-            "att_context_size": [-1, -1],
-            "xscaling": True,
-            "untie_biases": True,
-            "pos_emb_max_len": 5000,
-            "conv_kernel_size": a["conv_kernel"],
-            "conv_norm_type": "batch_norm",
-            "dropout": 0.1,
-            "dropout_pre_encoder": 0.1,
-            "dropout_emb": 0.0,
-            "dropout_att": 0.1,
-        },
-        "decoder": {
-            "_target_": "nemo.collections.asr.modules.RNNTDecoder",
-            "normalization_mode": None,
-            "random_state_sampling": False,
-            "blank_as_pad": True,
-            "prednet": {
-                "pred_hidden": a["pred"],
-                "pred_rnn_layers": a["pred_layers"],
-                "t_max": None,
-                "dropout": 0.2 if a["pred_layers"] > 1 else 0.0,
-            },
-        },
-        "joint": {
-            "_target_": "nemo.collections.asr.modules.RNNTJoint",
-            "log_softmax": None,
-            "preserve_memory": False,
-            "fuse_loss_wer": False,
-            "fused_batch_size": 4,
-            "num_extra_outputs": len(TDT_DURATIONS),
-            "jointnet": {"joint_hidden": a["joint"], "activation": "relu", "dropout": 0.2},
-        },
-        "decoding": {
-            "strategy": "greedy_batch",
-            "model_type": "tdt",
-            "durations": TDT_DURATIONS,
-            "greedy": {"max_symbols": 10},
-        },
-        "loss": {
-            "loss_name": "tdt",
-            "tdt_kwargs": {
-                "fastemit_lambda": 0.0,
-                "clamp": -1.0,
-                "durations": TDT_DURATIONS,
-                "sigma": 0.02,
-                "omega": 0.1,
-            },
-        },
-        "optim": {
-            "name": "adamw",
-            "lr": 2e-3,
-            "betas": [0.9, 0.98],
-            "weight_decay": 1e-3,
-            "sched": {"name": "CosineAnnealing", "warmup_steps": 20, "min_lr": 1e-5},
-        },
-    }
+    """A NeMo ``EncDecRNNTBPEModel`` config (as a plain dict) for a FastConformer-TDT.
+
+    The shipped template ``fastconformer_tdt.yaml`` with the sizes of ``arch.yaml``.
+    """
+    require("omegaconf", "asr")
+    from omegaconf import OmegaConf
+
+    if arch not in architectures():
+        raise InputError(
+            f"--arch: unknown architecture '{arch}' (use {', '.join(architectures())})"
+        )
+    sizes = packaged_yaml(ARCH_PACKAGE, f"{arch}.yaml")
+    template = packaged_yaml(ARCH_PACKAGE, TEMPLATE)
+    cfg = OmegaConf.create({**template, "arch": sizes, "sample_rate": sample_rate})
+    cfg.tokenizer.dir = str(tokenizer_dir)
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    out.pop("arch")
+    return {str(k): v for k, v in out.items()}
 
 
 def build_model(arch: str, tokenizer_dir: Path, **kwargs: Any) -> Any:

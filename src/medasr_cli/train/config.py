@@ -1,46 +1,40 @@
-"""The training configuration: shipped YAML < user YAML < CLI flags < ``--set`` dotlist."""
+"""The training configuration: shipped YAML < user YAML or preset < CLI flags < ``--set``.
+
+The layers are merged by :mod:`medasr_cli.core.config` like every stage's; the
+result becomes an OmegaConf ``DictConfig`` with its ``${...}`` interpolations
+resolved, which is what NeMo and Lightning take.
+"""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from medasr_cli.core.config import layer, packaged_names, packaged_text, parse_yaml, read_yaml
 from medasr_cli.core.errors import InputError, require
 
+PACKAGE = "medasr_cli.data.train"
 DEFAULT_CONFIG = "parakeet_tdt.yaml"
 
 
 def default_config_text() -> str:
     """The shipped default config (package data)."""
-    return resources.files("medasr_cli.data.train").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+    return packaged_text(PACKAGE, DEFAULT_CONFIG)
 
 
 def presets() -> list[str]:
     """Names of the shipped config presets (``--config NAME``)."""
-    files = resources.files("medasr_cli.data.train").iterdir()
-    return sorted(
-        f.name[:-5] for f in files if f.name.endswith(".yaml") and f.name != DEFAULT_CONFIG
-    )
+    return packaged_names(PACKAGE, exclude=(DEFAULT_CONFIG,))
 
 
-def _config_layer(config: str) -> Any:
-    from omegaconf import OmegaConf
-
+def _user_layer(config: str) -> dict[str, Any]:
+    """A YAML file, or a shipped preset by name (a file of that name wins)."""
     path = Path(config)
-    if not path.is_file() and config in presets():
-        text = (
-            resources.files("medasr_cli.data.train").joinpath(f"{config}.yaml").read_text("utf-8")
-        )
-        return OmegaConf.create(text)
-    if not path.is_file():
-        raise InputError(
-            f"--config: {config} is neither a file nor a preset ({', '.join(presets())})"
-        )
-    try:
-        return OmegaConf.load(path)
-    except Exception as exc:
-        raise InputError(f"{config}: not a valid YAML config ({exc})") from exc
+    if path.is_file():
+        return read_yaml(path)
+    if config in presets():
+        return parse_yaml(packaged_text(PACKAGE, f"{config}.yaml"), f"preset {config}")
+    raise InputError(f"--config: {config} is neither a file nor a preset ({', '.join(presets())})")
 
 
 def load_train_config(
@@ -53,37 +47,19 @@ def load_train_config(
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    layers = [OmegaConf.create(default_config_text())]
-    if config is not None:
-        layers.append(_config_layer(config))
-    if flags:
-        layers.append(OmegaConf.create(_nest({k: v for k, v in flags.items() if v is not None})))
-    if dotlist:
-        for item in dotlist:
-            if "=" not in item:
-                raise InputError(f"--set: expected key.path=value, got '{item}'")
-        try:
-            layers.append(OmegaConf.from_dotlist(dotlist))
-        except OmegaConfBaseException as exc:
-            raise InputError(f"--set: {exc}") from exc
+    data = layer(
+        parse_yaml(default_config_text(), DEFAULT_CONFIG),
+        _user_layer(config) if config is not None else None,
+        flags,
+        dotlist or [],
+        example="trainer.max_epochs=5",
+    )
     try:
-        cfg = OmegaConf.merge(*layers)
+        cfg = OmegaConf.create(data)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
-        raise InputError(f"config: {exc}") from exc
+        raise InputError(f"config: {' '.join(str(exc).split())}") from exc
     return cfg
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"trainer.devices": 2}`` -> ``{"trainer": {"devices": 2}}``."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def to_yaml(cfg: Any) -> str:
