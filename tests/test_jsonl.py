@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from medasr_cli.core.errors import InputError
-from medasr_cli.core.jsonl import JsonlAppender, atomic_write, iter_jsonl, read_records, write_jsonl
+from medasr_cli.core.jsonl import atomic_write, iter_jsonl, read_records, write_jsonl
+from medasr_cli.core.ledger import Ledger
 from medasr_cli.core.records import ManifestEntry
 
 
@@ -77,6 +78,6 @@ def test_missing_and_directory(tmp_path) -> None:
 def test_appender_cuts_torn_tail(tmp_path) -> None:
     path = tmp_path / "a.jsonl"
     path.write_text('{"i": 0}\n{"i": 1')  # a crash mid-line
-    with JsonlAppender(path) as app:
-        app.write({"i": 1})
+    with Ledger(path, key="i") as app:
+        app.append({"i": 1})
     assert [obj["i"] for _, obj in iter_jsonl(path)] == [0, 1]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from medasr_cli.core.errors import InputError
+from medasr_cli.core.shard import parse_shard, shard_of
 from medasr_cli.synth.config import load_config, parse_snr
 from medasr_cli.synth.numbers import int_to_words, number_to_words, ordinal_words
-from medasr_cli.synth.plan import parse_shard, shard_of
 from medasr_cli.synth.verbalize import Verbalizer, choose_spoken_form, packaged_abbreviations
 from medasr_cli.synth.voices import parse_voices, read_voice_file, round_robin, sample_voice
 from medasr_cli.tts import VoiceSpec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 # Idle OpenMP threads sleep instead of spinning. Must be set before torch loads libgomp.
@@ -23,6 +24,7 @@ from medasr_cli.cli import synth as synth_cmd
 from medasr_cli.cli import train as train_cmd
 from medasr_cli.cli.common import err_console, state
 from medasr_cli.core.errors import MedasrError
+from medasr_cli.core.ledger import Interrupted
 from medasr_cli.core.logging import setup_logging
 
 app = typer.Typer(
@@ -74,6 +76,11 @@ def main() -> None:
     """Console-script entry point: run the app, turning library errors into one line."""
     try:
         app()
+    except Interrupted as exc:
+        resume = shlex.join(["medasr", *sys.argv[1:]])
+        err_console.print(f"[yellow]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"resume with: {escape(resume)}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except MedasrError as exc:
         if state.verbose:
             err_console.print_exception()

@@ -1,8 +1,8 @@
 """JSONL reading with ``file:line: reason`` errors, and atomic writing.
 
 A crash never leaves a half-written output: whole files are written to a
-temporary file in the same folder and renamed over the target, and append-mode
-writers (for resumable stages) write whole lines and flush each one.
+temporary file in the same folder and renamed over the target. Resumable,
+append-as-you-go outputs go through :class:`medasr_cli.core.ledger.Ledger`.
 """
 
 from __future__ import annotations
@@ -130,43 +130,3 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel | dict
             fh.write(dumps(rec) + "\n")
             n += 1
     return n
-
-
-class JsonlAppender:
-    """Append whole records to a JSONL file, flushing each, for resumable stages.
-
-    A crash loses at most the record being written. If the file ends with a
-    torn (unterminated) line from an earlier crash, it is cut off on open.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _truncate_torn_tail(self.path)
-        self._fh: IO[str] = self.path.open("a", encoding="utf-8")
-
-    def write(self, record: BaseModel | dict[str, Any]) -> None:
-        self._fh.write(dumps(record) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _truncate_torn_tail(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return
-        cut = data.rfind(b"\n") + 1
-        fh.truncate(cut)

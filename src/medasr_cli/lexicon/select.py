@@ -9,13 +9,13 @@ lowest recall first, then the rarest words.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from medasr_cli.core.records import Term, TermCategory
+from medasr_cli.core.shard import stable_hash
 from medasr_cli.lexicon.sources import MeasuredTerm, common_words
 from medasr_cli.lexicon.spoken import american, british, spelling_key
 
@@ -92,10 +92,6 @@ def rarity(text: str) -> float:
     return round(len(rare) / len(words), 1) if words else 0.0
 
 
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
 def rank_key(cand: Candidate) -> tuple[int, float, float, int]:
     """Lowest measured recall first; unmeasured after; then rarest; then a stable spread.
 
@@ -107,7 +103,7 @@ def rank_key(cand: Candidate) -> tuple[int, float, float, int]:
         0 if recall is not None else 1,
         recall if recall is not None else 0.0,
         -rarity(cand.term.text),
-        _stable_hash(cand.term.text.lower()),
+        stable_hash(cand.term.text.lower()),
     )
 
 

@@ -14,7 +14,6 @@ with the SDK's own retries turned off, so that this module owns the policy:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.records import GeneratorInfo
+from medasr_cli.core.shard import stable_hash
 from medasr_cli.llm.base import Outcome, ScriptRequest, generator_info
 from medasr_cli.llm.match import missing_terms
 from medasr_cli.llm.prompts import PromptTemplate
@@ -68,8 +68,7 @@ class _TransportFailure(Exception):
 
 def request_seed(req: ScriptRequest, attempt: int) -> int:
     """A 31-bit API seed from the run seed, the request id, its variant and the attempt."""
-    key = f"{req.seed}|{req.id}|{req.variant}|{attempt}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big") & 0x7FFFFFFF
+    return stable_hash(f"{req.seed}|{req.id}|{req.variant}|{attempt}", bits=31)
 
 
 def parse_reply(content: str | None) -> str:

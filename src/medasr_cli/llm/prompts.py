@@ -9,7 +9,6 @@ file is the user message. ``$terms``, ``$note_type``, ``$specialty`` and
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +17,7 @@ from string import Template
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import check_input_file
+from medasr_cli.core.shard import stable_hex
 from medasr_cli.llm.base import ScriptRequest
 
 DEFAULT_PROMPT = "dictation_v1.txt"
@@ -91,7 +91,7 @@ def parse_prompt(text: str, name: str) -> PromptTemplate:
         allowed = ", ".join("$" + p for p in (*REQUIRED, *OPTIONAL))
         raise InputError(f"{name}: unknown placeholder ${unknown[0]} (use {allowed})")
     stem = Path(name).stem
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    digest = stable_hex(text, 8)
     return PromptTemplate(id=f"{stem}@{digest}", system=system.strip() or None, user=user.strip())
 
 

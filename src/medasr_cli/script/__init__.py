@@ -1,6 +1,7 @@
 """``medasr script``: clinical dictations that use every target term."""
 
-from medasr_cli.script.plan import in_shard, parse_shard, plan_requests
+from medasr_cli.core.shard import in_shard, parse_shard
+from medasr_cli.script.plan import plan_requests
 from medasr_cli.script.run import ScriptOptions, ScriptRunResult, generate_scripts, write_report
 
 __all__ = [

@@ -9,11 +9,12 @@ kept), then confirmed with the exact Jaccard similarity.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import defaultdict
 
 import numpy as np
+
+from medasr_cli.core.shard import stable_hash
 
 _PRIME = (1 << 61) - 1
 _BANDS, _ROWS = 8, 4  # 32 hashes; a pair at Jaccard 0.8 is a candidate with p ~ 0.985
@@ -38,7 +39,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _hash64(s: str) -> int:
-    return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big") >> 3
+    return stable_hash(s, bits=61)
 
 
 _rng = np.random.default_rng(20240601)

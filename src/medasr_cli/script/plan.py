@@ -4,31 +4,26 @@ The plan is a pure function of (terms, per_term, max_terms, seed, note types,
 specialties, styles): each round shuffles the terms and cuts them into groups
 of 1..max_terms, so every term lands in exactly ``per_term`` requests. A
 request's id hashes its seed, round and terms, so a re-run produces the same
-ids (and can skip those already written) and ``--shard K/N`` can split the
-plan by id without any shard overlapping another.
+ids (and can skip those already written) and ``--shard K/N``
+(:mod:`medasr_cli.core.shard`) can split the plan by id.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 from collections.abc import Sequence
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.records import Term
+from medasr_cli.core.shard import stable_hex
 from medasr_cli.llm import grammar
 from medasr_cli.llm.base import ScriptRequest
-
-
-def _digest(text: str, size: int = 8) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=size).hexdigest()
 
 
 def request_id(seed: int, round_no: int, terms: Sequence[Term]) -> str:
     """A stable id from the seed, the round and the (sorted, lower-cased) term texts."""
     key = "|".join(sorted(t.text.lower() for t in terms))
-    return f"d{_digest(f'{seed}|{round_no}|{key}', 6)}"
+    return f"d{stable_hex(f'{seed}|{round_no}|{key}', 12)}"
 
 
 def plan_requests(
@@ -70,27 +65,6 @@ def plan_requests(
                 )
             )
     return requests
-
-
-def parse_shard(spec: str | None) -> tuple[int, int] | None:
-    """``"2/4"`` -> ``(2, 4)``; one clear error for anything else."""
-    if spec is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
-    if not m:
-        raise InputError(f"--shard: '{spec}' is not K/N (e.g. 1/4)")
-    k, n = int(m.group(1)), int(m.group(2))
-    if n < 1 or not 1 <= k <= n:
-        raise InputError(f"--shard: '{spec}' needs 1 <= K <= N")
-    return k, n
-
-
-def in_shard(record_id: str, shard: tuple[int, int] | None) -> bool:
-    """Whether ``record_id`` belongs to shard K of N (a hash partition: no overlaps, no gaps)."""
-    if shard is None:
-        return True
-    k, n = shard
-    return int(_digest(f"shard|{record_id}"), 16) % n == k - 1
 
 
 def check_choices(values: Sequence[str], allowed: Sequence[str], option: str) -> list[str]:

@@ -1,8 +1,8 @@
 """The ``medasr script`` recipe: plan, skip what exists, generate, deduplicate, append.
 
-Records are appended one whole line at a time (:class:`JsonlAppender`), so an
-interrupted run leaves a valid file and the next run appends only the planned
-dictations that are still missing. A generated text that duplicates a kept one
+Records go through the shared resumable :class:`~medasr_cli.core.ledger.Ledger`,
+one whole line at a time, so an interrupted run leaves a valid file and the
+next run appends only the planned dictations that are still missing. A generated text that duplicates a kept one
 (exactly or nearly) is regenerated as another variant, up to ``max_variants``
 times, then reported. A backend failure is reported, never written.
 """
@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medasr_cli.core.errors import InputError
-from medasr_cli.core.jsonl import JsonlAppender, atomic_write, read_records
+from medasr_cli.core.jsonl import atomic_write
+from medasr_cli.core.ledger import Interrupted, Ledger, StopFlag, graceful_interrupt
 from medasr_cli.core.records import Script, Term
+from medasr_cli.core.shard import in_shard, shard_label
 from medasr_cli.lexicon.spoken import with_spoken_forms
 from medasr_cli.llm import grammar
 from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest
 from medasr_cli.script.dedup import Deduper
-from medasr_cli.script.plan import in_shard, plan_requests
+from medasr_cli.script.plan import plan_requests
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -68,7 +69,7 @@ class ScriptRunResult:
         """The JSON coverage report."""
         return {
             "per_term": per_term,
-            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "shard": shard_label(shard) or None,
             "planned": self.planned,
             "existing": self.existing,
             "written": self.written,
@@ -87,58 +88,37 @@ class ScriptRunResult:
         }
 
 
-class _LazyAppender:
-    """A JsonlAppender opened on first write, so a run that fails early creates no file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._out: JsonlAppender | None = JsonlAppender(path) if path.exists() else None
-
-    def write(self, record: Script) -> None:
-        if self._out is None:
-            self._out = JsonlAppender(self.path)
-        self._out.write(record)
-
-    def close(self) -> None:
-        if self._out is not None:
-            self._out.close()
-
-
-def _existing(out: _LazyAppender) -> list[Script]:
-    if not out.path.exists():
-        return []
-    return [s for _, s in read_records(out.path, Script, allow_empty=True)]
-
-
 def generate_scripts(
     terms: Sequence[Term],
     out: Path,
     backend: ScriptBackend,
     opts: ScriptOptions | None = None,
     progress: Progress | None = None,
+    *,
+    wait_for_lock: bool = False,
 ) -> ScriptRunResult:
-    """Generate the missing dictations of the plan (or of its shard) into ``out``."""
+    """Generate the missing dictations of the plan (or of its shard) into ``out``.
+
+    ``wait_for_lock``: wait while another process writes ``out`` (instead of
+    refusing at once), for callers that share ``out`` between shards.
+    """
     opts = opts or ScriptOptions()
     # a plain terms.txt has no spoken forms: derive them, so checks accept other spellings
     terms = [t if t.spoken_forms else with_spoken_forms(t) for t in terms]
-    if out.is_dir():
-        raise InputError(f"{out}: is a directory, expected the scripts.jsonl path")
     plan = plan_requests(
         terms, per_term=opts.per_term, max_terms=opts.max_terms, seed=opts.seed,
         note_types=opts.note_types, specialties=opts.specialties, styles=opts.styles,
     )  # fmt: skip
     plan = [r for r in plan if in_shard(r.id, opts.shard)]
-    appender = _LazyAppender(out)  # cuts a torn last line left by a crash
-    try:
-        existing = _existing(appender)
+    with Ledger(out, model=Script, wait=wait_for_lock) as ledger:
+        existing = ledger.parsed(Script)
         result = ScriptRunResult(planned=len(plan))
         dedup = Deduper(opts.near_duplicate)
         for s in existing:
             dedup.add(s.text)
-        have_ids = {s.id for s in existing}
         counts = Counter(t.lower() for s in existing for t in s.terms)
         pending = [
-            r for r in plan if r.id not in have_ids and not _covered(r, counts, opts.per_term)
+            r for r in plan if not ledger.contains(r.id) and not _covered(r, counts, opts.per_term)
         ]
         result.existing = len(plan) - len(pending)
         log.debug(
@@ -148,10 +128,12 @@ def generate_scripts(
             out,
             len(pending),
         )
-        _run_waves(pending, backend, dedup, appender, opts, result, progress)
-    finally:
-        appender.close()
-    _fill_coverage(result, plan, _existing(appender), opts)
+        with graceful_interrupt("dictations") as stop:
+            _run_waves(pending, backend, dedup, ledger, opts, result, progress, stop)
+        records = ledger.parsed(Script)
+    _fill_coverage(result, plan, records, opts)
+    if stop:
+        raise Interrupted(result.existing + result.written, len(plan), out, "planned dictations")
     return result
 
 
@@ -163,15 +145,18 @@ def _run_waves(
     pending: list[ScriptRequest],
     backend: ScriptBackend,
     dedup: Deduper,
-    out: _LazyAppender,
+    out: Ledger,
     opts: ScriptOptions,
     result: ScriptRunResult,
     progress: Progress | None,
+    stop: StopFlag,
 ) -> None:
     total, done = len(pending), 0
-    while pending:
+    while pending and not stop:
         retry: list[ScriptRequest] = []
         for outcome in backend.generate(pending):
+            if stop:
+                break  # keep what is written; the rest is generated on the next run
             req = outcome.request
             if not outcome.ok or outcome.text is None or outcome.generator is None:
                 result.failures.append(outcome)
@@ -184,7 +169,7 @@ def _run_waves(
                 log.warning("%s: %s duplicate after %d variants", req.id, reason, req.variant + 1)
             else:
                 dedup.add(outcome.text)
-                out.write(
+                out.append(
                     Script(
                         id=req.id,
                         text=outcome.text,

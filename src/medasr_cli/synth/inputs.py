@@ -7,13 +7,13 @@ offline ``template`` backend of ``medasr script`` first.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import check_input_file, read_records
 from medasr_cli.core.records import GeneratorInfo, Script
+from medasr_cli.core.shard import stable_hex
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _from_text(p: Path) -> list[Script]:
         if not text or text.startswith("#") or text in seen:
             continue
         seen.add(text)
-        sid = "txt-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+        sid = "txt-" + stable_hex(text, 12)
         scripts.append(Script(id=sid, text=text, generator=GeneratorInfo(backend="text")))
     if not scripts:
         raise InputError(f"{p}: no sentences (the file is empty)")
@@ -70,7 +70,9 @@ def scripts_from_terms(path: Path, out: Path, *, per_term: int, seed: int) -> li
     terms = load_terms(path)
     backend = create_backend("template", BackendConfig())
     try:
-        result = generate_scripts(terms, out, backend, ScriptOptions(per_term=per_term, seed=seed))
+        # shards of one synth run share OUT/scripts.jsonl: wait for a shard that is writing it
+        opts = ScriptOptions(per_term=per_term, seed=seed)
+        result = generate_scripts(terms, out, backend, opts, wait_for_lock=True)
     finally:
         backend.close()
     for failure in result.failures:

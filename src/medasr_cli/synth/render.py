@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from medasr_cli.core.ledger import ignore_sigint
 from medasr_cli.core.records import Utterance
 from medasr_cli.synth import dsp
 from medasr_cli.synth.augment import AugmentChain
@@ -204,6 +205,7 @@ _WORKER: Renderer | None = None
 def init_worker(settings: RenderSettings) -> None:
     """Process-pool initializer: one Renderer (and its engines) per worker process."""
     global _WORKER
+    ignore_sigint()  # the parent handles Ctrl-C: it lets this worker finish its utterance
     _WORKER = Renderer(settings)
 
 

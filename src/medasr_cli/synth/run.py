@@ -7,16 +7,15 @@ Output folder layout::
     OUT/scripts.jsonl                the scripts generated from --terms
     OUT/noise-bank/                  the default hospital noise bank (built once)
 
-Resumable and idempotent: records are appended and flushed one by one as
-utterances finish (a crash loses at most the utterances in flight), an
-utterance whose record has the same inputs hash and whose audio exists is
-skipped, and at the end the JSONL is rewritten atomically with one record
-per id.
+Resumable and idempotent, through the shared :class:`~medasr_cli.core.ledger.Ledger`:
+records are appended and flushed one by one as utterances finish (a crash
+loses at most the utterances in flight; Ctrl-C lets them finish), an utterance
+whose record has the same inputs hash and whose audio exists is skipped, and
+at the end the JSONL is rewritten atomically with one record per id.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import time
@@ -28,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from medasr_cli.core.errors import InputError, MedasrError
-from medasr_cli.core.jsonl import JsonlAppender, write_jsonl
+from medasr_cli.core.ledger import Interrupted, Ledger, StopFlag, graceful_interrupt
 from medasr_cli.core.records import Script
+from medasr_cli.core.shard import in_shard, stable_hex
 from medasr_cli.synth.config import SynthConfig, load_config
 from medasr_cli.synth.inputs import load_scripts, scripts_from_terms
 from medasr_cli.synth.noise import AudioLibrary, scan_noise, scan_rirs
 from medasr_cli.synth.noisebank import ensure_noise_bank
-from medasr_cli.synth.plan import is_done, plan_jobs, read_existing, select_shard
+from medasr_cli.synth.plan import is_done, plan_jobs
 from medasr_cli.synth.render import (
     Job,
     Outcome,
@@ -126,7 +126,7 @@ def _fingerprint(req: SynthRequest, noise: AudioLibrary | None, rirs: AudioLibra
         noise.fingerprint() if noise else "-",
         rirs.fingerprint() if rirs else "-",
     ]
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+    return stable_hex("\n".join(parts), 16)
 
 
 def _verbalizer(req: SynthRequest) -> Verbalizer:
@@ -162,19 +162,25 @@ def prepare(req: SynthRequest) -> tuple[list[Job], RenderSettings]:
         run_fingerprint=_fingerprint(req, noise, rirs),
     )
     settings = RenderSettings(str(req.out_dir), req.config, req.engine_options, noise, rirs)
-    return select_shard(jobs, req.shard), settings
+    return [j for j in jobs if in_shard(j.id, req.shard)], settings
 
 
-def _outcomes(jobs: list[Job], settings: RenderSettings, n_proc: int) -> Iterator[Outcome]:
+def _outcomes(
+    jobs: list[Job], settings: RenderSettings, n_proc: int, stop: StopFlag
+) -> Iterator[Outcome]:
     """Render jobs in this process (``n_proc`` 1) or a pool of spawned processes.
 
-    Spawned workers import the caller's main module: call ``run_synth`` with
-    ``jobs > 1`` from an importable script guarded by ``if __name__ == "__main__"``
-    (the ``medasr`` command is).
+    Once ``stop`` is set (Ctrl-C), no new job starts; the ones in flight finish
+    and are yielded, so every audio file written has its record. Spawned workers
+    import the caller's main module: call ``run_synth`` with ``jobs > 1`` from an
+    importable script guarded by ``if __name__ == "__main__"`` (the ``medasr``
+    command is).
     """
     if n_proc <= 1 or len(jobs) <= 1:
         renderer = Renderer(settings)
         for job in jobs:
+            if stop:
+                return
             yield renderer(job)
         return
     ctx = multiprocessing.get_context("spawn")
@@ -185,13 +191,17 @@ def _outcomes(jobs: list[Job], settings: RenderSettings, n_proc: int) -> Iterato
         queue = iter(jobs)
         try:
             for job in queue:
+                if stop:
+                    break
                 pending.add(pool.submit(render_in_worker, job))
                 if len(pending) >= 8 * n_proc:  # keep every worker fed
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     yield from (f.result() for f in done)
             while pending:
+                if stop:  # jobs not started yet are dropped; running ones finish
+                    pending = {f for f in pending if not f.cancel()}
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in done)
+                yield from (f.result() for f in done if not f.cancelled())
         except BaseException:
             for f in pending:
                 f.cancel()
@@ -199,44 +209,48 @@ def _outcomes(jobs: list[Job], settings: RenderSettings, n_proc: int) -> Iterato
 
 
 def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSummary:
-    """Synthesise the run (or shard) described by ``req``; return its summary."""
+    """Synthesise the run (or shard) described by ``req``; return its summary.
+
+    Ctrl-C stops after the utterances in flight and raises
+    :class:`~medasr_cli.core.ledger.Interrupted`; a re-run resumes.
+    """
     started = time.perf_counter()
-    jobs, settings = prepare(req)
-    appender = JsonlAppender(req.jsonl_path)  # cuts a torn last line first
-    existing = read_existing(req.jsonl_path)
-    todo = [j for j in jobs if not is_done(j, existing, req.out_dir)]
-    log.info(
-        "%d utterance(s) planned, %d already done, %d to render",
-        len(jobs),
-        len(jobs) - len(todo),
-        len(todo),
-    )
-    failures: dict[str, str] = {}
-    timings: dict[str, float] = {"tts": 0.0, "resample": 0.0, "augment": 0.0, "write": 0.0}
-    audio_s, done = 0.0, len(jobs) - len(todo)
-    if progress:
-        progress(done, len(jobs), 0.0)
-    try:
-        for outcome in _outcomes(todo, settings, req.jobs):
-            for key, value in outcome.timings.items():
-                timings[key] = timings.get(key, 0.0) + value
-            if outcome.record is not None:
-                appender.write(outcome.record)
-                existing[outcome.job_id] = outcome.record
-                audio_s += float(outcome.record["duration"])
-            else:
-                failures[outcome.job_id] = outcome.error or "unknown error"
-                log.warning("skipped %s: %s", outcome.job_id, outcome.error)
-            done += 1
-            if progress:
-                progress(done, len(jobs), audio_s)
-    except BrokenProcessPool as exc:
-        raise MedasrError(
-            f"a worker process died ({exc}); finished utterances are kept, re-run to resume"
-        ) from exc
-    finally:
-        appender.close()
-        records = _compact(req.jsonl_path, jobs, existing)
+    with Ledger(req.jsonl_path) as ledger:  # first: a second run on the folder stops here
+        jobs, settings = prepare(req)
+        todo = [j for j in jobs if not is_done(j, ledger, req.out_dir)]
+        log.info(
+            "%d utterance(s) planned, %d already done, %d to render",
+            len(jobs),
+            len(jobs) - len(todo),
+            len(todo),
+        )
+        failures: dict[str, str] = {}
+        timings: dict[str, float] = {"tts": 0.0, "resample": 0.0, "augment": 0.0, "write": 0.0}
+        audio_s, done = 0.0, len(jobs) - len(todo)
+        if progress:
+            progress(done, len(jobs), 0.0)
+        try:
+            with graceful_interrupt("utterances") as stop:
+                for outcome in _outcomes(todo, settings, req.jobs, stop):
+                    for key, value in outcome.timings.items():
+                        timings[key] = timings.get(key, 0.0) + value
+                    if outcome.record is not None:
+                        ledger.append(outcome.record)
+                        audio_s += float(outcome.record["duration"])
+                    else:
+                        failures[outcome.job_id] = outcome.error or "unknown error"
+                        log.warning("skipped %s: %s", outcome.job_id, outcome.error)
+                    done += 1
+                    if progress:
+                        progress(done, len(jobs), audio_s)
+        except BrokenProcessPool as exc:
+            raise MedasrError(
+                f"a worker process died ({exc}); finished utterances are kept, re-run to resume"
+            ) from exc
+        finally:
+            records = _compact(ledger, jobs)
+    if stop:
+        raise Interrupted(len(records), len(jobs), req.jsonl_path, "utterances")
     if todo and len(failures) == len(todo) and not records:
         first = next(iter(failures.values()))
         raise MedasrError(f"every utterance failed; first error: {first}")
@@ -252,8 +266,13 @@ def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSumma
     )
 
 
-def _compact(path: Path, jobs: list[Job], existing: dict[str, dict[str, Any]]) -> list[dict]:
-    """Rewrite the JSONL atomically: one record per id, planned ids first in plan order."""
+def _compact(ledger: Ledger, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Rewrite the JSONL atomically: one record per id, planned ids first in plan order.
+
+    Records of this plan with another inputs hash (stale) are dropped; records
+    of ids outside the plan (another run's) are kept after them.
+    """
+    existing = ledger.records
     planned = [
         existing[j.id]
         for j in jobs
@@ -261,5 +280,5 @@ def _compact(path: Path, jobs: list[Job], existing: dict[str, dict[str, Any]]) -
     ]
     ids = {j.id for j in jobs}
     others = [rec for uid, rec in existing.items() if uid not in ids]
-    write_jsonl(path, planned + others)
+    ledger.rewrite(planned + others)  # written even when empty: a shard with no work reports in
     return planned
