@@ -233,7 +233,7 @@ def source_versions() -> str:
 
 def spelling_key(term: str) -> str:
     """A key that merges British/American spellings and case ('anaemia' == 'anemia')."""
-    from medasr_cli.lexicon.spoken import spelling_key as key
+    from medasr_cli.core.spoken import spelling_key as key
 
     return key(term)
 

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from medasr_cli.cli.common import console, progress_bar
 from medasr_cli.core.errors import InputError
+from medasr_cli.core.text import NORMALIZERS, get_normalizer
 from medasr_cli.evaluate.metrics import EvalReport
-from medasr_cli.evaluate.normalize import NORMALIZERS, get_normalizer
 from medasr_cli.evaluate.run import run_eval, write_predictions, write_report
 
 HELP = "Score WER/CER and medical-term recall from a manifest, a NeMo model or an endpoint."

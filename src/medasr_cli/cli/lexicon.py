@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from medasr_cli.cli.common import console
-from medasr_cli.evaluate.normalize import NORMALIZERS
+from medasr_cli.core.text import NORMALIZERS
 from medasr_cli.lexicon import LexiconOptions, LexiconResult, build_lexicon, write_lexicon
 
 HELP = "Compile target terms (low eval recall, rare, with spoken forms) into terms.txt + lexicon.jsonl."

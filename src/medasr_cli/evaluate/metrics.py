@@ -12,7 +12,7 @@ import jiwer
 from pydantic import BaseModel, Field
 
 from medasr_cli.core.records import Term
-from medasr_cli.evaluate.normalize import get_normalizer
+from medasr_cli.core.text import get_normalizer
 from medasr_cli.evaluate.terms import TermCounts, compile_terms, match_terms
 
 

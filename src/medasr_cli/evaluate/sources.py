@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 from medasr_cli.core.asr_model import load_asr_model, transcribe_files
 from medasr_cli.core.errors import InputError, MedasrError
 from medasr_cli.core.jsonl import read_records
 from medasr_cli.core.records import ManifestEntry
+from medasr_cli.core.urls import openai_base_url
 from medasr_cli.evaluate.metrics import Pair
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,6 @@ def pairs_from_model(
     return [_pair(ln, e, t, e.metadata()) for (ln, e), t in zip(entries, texts, strict=True)]
 
 
-def openai_base_url(url: str) -> str:
-    """Accept ``http://host:port`` or ``http://host:port/v1``; the SDK wants the ``/v1`` base."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise InputError(f"--endpoint: '{url}' is not an http(s) URL")
-    return url.rstrip("/") + "/v1" if parsed.path in ("", "/") else url.rstrip("/")
-
-
 def pairs_from_endpoint(
     url: str,
     entries: Sequence[tuple[int, ManifestEntry]],
@@ -103,7 +95,7 @@ def pairs_from_endpoint(
     """Transcribe through any OpenAI-compatible ``/v1/audio/transcriptions`` server."""
     import openai
 
-    base = openai_base_url(url)
+    base = openai_base_url(url, "--endpoint")
     client = openai.OpenAI(
         base_url=base, api_key=api_key or "unused", timeout=timeout, max_retries=2
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from jiwer import AlignmentChunk
 
 from medasr_cli.core.records import Term
-from medasr_cli.evaluate.normalize import Normalizer
+from medasr_cli.core.text import Normalizer
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """``medasr lexicon``: compile the target terms (low-recall, rare, normalisation-aware)."""
 
+from medasr_cli.core.spoken import spoken_forms
 from medasr_cli.lexicon.build import (
     LexiconOptions,
     LexiconResult,
@@ -7,7 +8,6 @@ from medasr_cli.lexicon.build import (
     parse_categories,
     write_lexicon,
 )
-from medasr_cli.lexicon.spoken import spoken_forms
 
 __all__ = [
     "LexiconOptions",

@@ -11,7 +11,8 @@ from pathlib import Path
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import atomic_write, dumps
 from medasr_cli.core.records import Term, TermCategory
-from medasr_cli.evaluate.normalize import get_normalizer
+from medasr_cli.core.spoken import with_spoken_forms
+from medasr_cli.core.text import get_normalizer
 from medasr_cli.lexicon.select import merge, select
 from medasr_cli.lexicon.sources import (
     MeasuredTerm,
@@ -21,7 +22,6 @@ from medasr_cli.lexicon.sources import (
     load_seed,
     load_term_file,
 )
-from medasr_cli.lexicon.spoken import with_spoken_forms
 
 log = logging.getLogger(__name__)
 

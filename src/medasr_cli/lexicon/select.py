@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from medasr_cli.core.records import Term, TermCategory
 from medasr_cli.core.shard import stable_hash
+from medasr_cli.core.spoken import american, british, spelling_key
 from medasr_cli.lexicon.sources import MeasuredTerm, common_words
-from medasr_cli.lexicon.spoken import american, british, spelling_key
 
 
 @dataclass

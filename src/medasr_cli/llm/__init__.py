@@ -45,14 +45,14 @@ def _template(config: BackendConfig) -> ScriptBackend:
 
 
 def _openai(config: BackendConfig) -> ScriptBackend:
-    from medasr_cli.evaluate.sources import openai_base_url
+    from medasr_cli.core.urls import openai_base_url
     from medasr_cli.llm.openai_chat import ChatSettings, OpenAIChatBackend
     from medasr_cli.llm.prompts import load_prompt
 
     prompt = load_prompt(config.prompt_file)  # validate before anything else
     if not config.model:
         raise InputError("--model is required with --backend openai")
-    base_url = openai_base_url(config.base_url) if config.base_url else None
+    base_url = openai_base_url(config.base_url, "--base-url") if config.base_url else None
     api_key = os.environ.get(config.api_key_env, "").strip()
     if not api_key:
         raise InputError(

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from medasr_cli.core.records import Term
-from medasr_cli.evaluate.normalize import get_normalizer
+from medasr_cli.core.text import get_normalizer
 
 
 @lru_cache(maxsize=4096)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from medasr_cli.core.records import Term, TermCategory
-from medasr_cli.lexicon.spoken import abbreviation_forms
+from medasr_cli.core.spoken import abbreviation_forms
 from medasr_cli.llm import grammar as g
 from medasr_cli.llm.base import Outcome, ScriptRequest, generator_info
 from medasr_cli.llm.match import missing_terms

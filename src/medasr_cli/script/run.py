@@ -20,7 +20,7 @@ from medasr_cli.core.jsonl import atomic_write
 from medasr_cli.core.ledger import Interrupted, Ledger, StopFlag, graceful_interrupt
 from medasr_cli.core.records import Script, Term
 from medasr_cli.core.shard import in_shard, shard_label
-from medasr_cli.lexicon.spoken import with_spoken_forms
+from medasr_cli.core.spoken import with_spoken_forms
 from medasr_cli.llm import grammar
 from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest
 from medasr_cli.script.dedup import Deduper

@@ -1,4 +1,8 @@
-"""Text normalisers applied identically to references, hypotheses and term lists.
+"""Text normalisers, applied identically to references, hypotheses and term lists.
+
+One place for every stage that compares text: ``eval`` (WER, term recall),
+``lexicon`` (spoken forms from an eval report) and the ``script`` backends
+(checking that a dictation uses its terms).
 
 ``whisper`` is the English normaliser used by the Hugging Face Open ASR
 Leaderboard (Whisper's EnglishTextNormalizer): it lower-cases, strips
