@@ -31,13 +31,31 @@ def _split_list(value: Any) -> Any:
 
 
 class ServeSettings(BaseSettings):
-    """Every knob of ``medasr serve``; each field is also ``MEDASR_<FIELD>`` in the environment."""
+    """Every knob of ``medasr serve``; each field is also ``MEDASR_<FIELD>`` in the environment.
+
+    The fields are the single source of ``medasr serve``'s options: each one is the flag
+    ``--<field-name>`` (``--x/--no-x`` for a bool, repeatable for a list) with its description,
+    default and variable as help. A field spelt differently on the command line names its
+    flags in ``json_schema_extra={"cli": [...]}``. Descriptions are that help: say the unit and
+    what special values mean.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, protected_namespaces=()
     )
 
-    model: str = Field(description="A .nemo file or a NeMo hub name to serve.")
+    model: str = Field(
+        description="A .nemo file (e.g. run/model.nemo) or a NeMo hub name to serve.",
+        json_schema_extra={"cli": ["--model", "-m"]},
+    )
+    host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 for all).")
+    port: int = Field(
+        8000,
+        ge=0,
+        le=65535,
+        description="TCP port to listen on.",
+        json_schema_extra={"cli": ["--port", "-p"]},
+    )
     model_id: str = Field(
         "parakeet-tdt-0.6b-v2",
         description="Model id clients send as `model` and `GET /v1/models` lists.",
@@ -45,74 +63,112 @@ class ServeSettings(BaseSettings):
     model_aliases: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Other accepted `model` values (e.g. whisper-1 for clients that hard-code it).",
+        json_schema_extra={"cli": ["--model-alias"]},
     )
-    host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 for all).")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Accepted bearer keys, comma-separated; none = open server (warned at start).",
+        description="Accepted bearer keys; none = an open server (warned at start). Prefer the "
+        "environment variable: command-line flags show in `ps`.",
+        json_schema_extra={"cli": ["--api-key"]},
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Browser origins allowed by CORS, comma-separated."
+        default_factory=list,
+        description="Browser origins allowed by CORS; none = CORS off.",
+        json_schema_extra={"cli": ["--cors-origin"]},
     )
     cors_allow_credentials: bool = Field(
-        False, description="Allow cookies/auth headers cross-origin (never with origin '*')."
+        False, description="Allow cookies/auth headers cross-origin (refused with origin '*')."
     )
-    max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted upload, in MiB.")
+    max_upload_mb: float = Field(
+        25.0,
+        gt=0,
+        description="Largest accepted upload, in MiB; a larger one gets 413 without the rest "
+        "being read.",
+    )
     max_audio_s: float = Field(
-        7200.0, gt=0, description="Longest accepted audio after decoding, in seconds (400 beyond)."
+        7200.0,
+        gt=0,
+        description="Longest accepted audio after decoding, in seconds; longer gets 400.",
     )
     queue_size: int = Field(
-        64, ge=1, description="Audio pieces that may wait for the model; more gives 503."
+        64,
+        ge=1,
+        description="Audio pieces that may wait for the model; more gives 503 + Retry-After.",
     )
-    max_batch_size: int = Field(16, ge=1, description="Most pieces decoded in one model call.")
+    max_batch_size: int = Field(
+        16, ge=1, description="Most audio pieces decoded in one model call (1 = no batching)."
+    )
     max_wait_ms: float = Field(
-        10.0, ge=0, description="How long a batch waits for more requests before it runs."
+        10.0,
+        ge=0,
+        description="How long a batch waits for more pieces before it runs, in milliseconds.",
     )
     max_batch_audio_s: float = Field(
-        1440.0, gt=0, description="Padded audio seconds allowed in one batch (memory guard)."
+        1440.0,
+        gt=0,
+        description="Padded audio seconds allowed in one batch (memory guard).",
     )
     max_single_pass_s: float = Field(
-        1440.0, gt=1, description="Audio up to this long is decoded in one pass; longer is chunked."
+        1440.0,
+        gt=1,
+        description="Audio up to this many seconds is decoded in one pass; longer audio in "
+        "overlapping chunks.",
     )
     chunk_overlap_s: float = Field(
         10.0, ge=0, description="Overlap between chunks of long audio, in seconds."
     )
     max_segment_s: float = Field(
-        30.0, gt=0, description="Split longer segments at word boundaries (for srt/vtt)."
+        30.0,
+        gt=0,
+        description="Segments longer than this many seconds are split at word boundaries "
+        "(srt, vtt, verbose_json).",
     )
-    device: str = Field("auto", description="auto, cpu or cuda[:N].")
+    device: str = Field(
+        "auto", description="auto (a GPU when one is visible, else the CPU), cpu or cuda[:N]."
+    )
     cpu_threads: int | None = Field(
-        None, ge=1, description="Torch CPU threads for inference (default: torch's choice)."
+        None,
+        ge=1,
+        description="Torch CPU threads for inference (default: torch's choice); 1 is often "
+        "fastest on a shared machine.",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Autocast on CUDA: auto = bf16 where supported, else fp16; CPU is fp32."
+        "auto",
+        description="CUDA autocast: auto (bf16 where supported, else fp16), bf16, fp16 or fp32. "
+        "CPU always runs fp32.",
     )
     keyword_boosting: bool = Field(
-        True, description="Bias decoding toward request `keywords[]` (NeMo per-stream boosting)."
+        True,
+        description="Bias decoding toward request `keywords[]` with NeMo per-stream phrase "
+        "boosting.",
     )
     keyword_boost_alpha: float = Field(1.0, ge=0, description="Weight of keyword boosting.")
     keyword_context_score: float = Field(
         1.0, ge=0, description="Per-token bonus inside a boosted phrase."
     )
-    decode_concurrency: int = Field(4, ge=1, description="Uploads decoded with ffmpeg at once.")
+    decode_concurrency: int = Field(4, ge=1, description="Uploads decoded (by ffmpeg) at once.")
     decode_timeout_s: float = Field(
-        60.0, gt=0, description="Longest one ffmpeg decode may take (400 decode_timeout beyond)."
+        60.0,
+        gt=0,
+        description="Longest one ffmpeg decode may take, in seconds; slower files get 400 "
+        "decode_timeout.",
     )
-    retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 503.")
-    warmup: bool = Field(True, description="Run one inference before reporting ready.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with a 503.")
+    warmup: bool = Field(True, description="Run one inference before /ready says ready.")
     shutdown_timeout_s: float = Field(
-        30.0, ge=0, description="On SIGTERM, wait this long for in-flight requests."
+        30.0, ge=0, description="On SIGTERM, seconds to wait for in-flight requests."
     )
     latency_window_s: float = Field(
-        60.0, gt=0, description="Window of the nemo_asr_request_latency_seconds_avg gauge."
+        60.0,
+        gt=0,
+        description="Window, in seconds, of the nemo_asr_request_latency_seconds_avg gauge.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level."
+        "info", description="debug, info, warning or error (`medasr -v serve`: debug)."
     )
-    log_json: bool = Field(False, description="One JSON object per log line.")
+    log_json: bool = Field(False, description="Write logs as JSON lines.")
     log_transcripts: bool = Field(
-        False, description="Put transcript text in request logs (off: clinical data)."
+        False, description="Put transcript text in request logs (clinical data)."
     )
 
     @field_validator("model_aliases", "cors_origins", "api_keys", mode="before")
@@ -141,6 +197,11 @@ class ServeSettings(BaseSettings):
         return [k.get_secret_value().encode() for k in self.api_keys if k.get_secret_value()]
 
 
+def env_var(field: str) -> str:
+    """The environment variable of a setting: ``max_upload_mb`` -> ``MEDASR_MAX_UPLOAD_MB``."""
+    return ENV_PREFIX + field.upper()
+
+
 def load_settings(**overrides: Any) -> ServeSettings:
     """Build settings from the environment plus explicit overrides (``None`` values are skipped).
 
@@ -153,5 +214,5 @@ def load_settings(**overrides: Any) -> ServeSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        env = f" (env {ENV_PREFIX}{where.upper()})" if where != "settings" else ""
+        env = f" (env {env_var(where)})" if where != "settings" else ""
         raise InputError(f"serve setting {where}{env}: {first.get('msg')}") from exc
