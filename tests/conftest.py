@@ -1,31 +1,25 @@
 """Shared fixtures: real speech from espeak-ng, a tiny NeMo FastConformer-TDT, free ports.
 
-Everything is built here from scratch: no model or data is downloaded.
+Everything is built here from scratch: no model or data is downloaded. Plain helpers and
+builders are in helpers.py; the serve fixtures are in fixtures_serve.py (``pytest_plugins``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+
+pytest.register_assert_rewrite("helpers")
+
+from helpers import SENTENCES, espeak_to_wav, free_port  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SENTENCES = [
-    "The patient was started on metoprolol twice daily.",
-    "Echocardiogram showed mild mitral regurgitation.",
-    "Continue apixaban and review in clinic.",
-    "She has a history of Crohn's disease.",
-    "Haemoglobin was low on admission.",
-    "No tenderness in the right iliac fossa.",
-]
+# Fixtures of the serve tests, in a plugin module registered here, once for the whole session.
+pytest_plugins = ["fixtures_serve"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,25 +36,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def espeak_to_wav(text: str, path: Path, voice: str = "en-us", rate: int = 16000) -> Path:
-    """Speak ``text`` with espeak-ng and write a mono WAV at ``rate`` Hz."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = path.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
-    audio, sr = sf.read(raw, dtype="float32")
-    raw.unlink()
-    if sr != rate:
-        from scipy.signal import resample_poly
-
-        g = np.gcd(sr, rate)
-        audio = resample_poly(audio, rate // g, sr // g).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, rate, subtype="PCM_16")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -95,13 +70,6 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[li
 def tiny_model(tiny_model_factory: Callable[[list[str]], Path]) -> Path:
     """An untrained tiny TDT model (real NeMo classes; output is not meaningful text)."""
     return tiny_model_factory(SENTENCES * 3)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

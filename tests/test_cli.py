@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from typer.testing import CliRunner
 
+from helpers import error_lines, run_cli
 from medasr_cli import __version__
 from medasr_cli.cli.app import app
 
@@ -26,22 +24,16 @@ def test_version() -> None:
     assert __version__ in result.output
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args], capture_output=True, text=True, check=False
-    )
-
-
 def test_bad_input_is_one_line_exit_2(tmp_path) -> None:
-    proc = _run("manifest", "validate", str(tmp_path / "missing.jsonl"))
+    proc = run_cli("manifest", "validate", str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 2
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = error_lines(proc)
     assert len(lines) == 1, proc.stderr
     assert "missing.jsonl" in lines[0] and "not found" in lines[0]
     assert "Traceback" not in proc.stderr
 
 
 def test_verbose_shows_traceback(tmp_path) -> None:
-    proc = _run("--verbose", "manifest", "validate", str(tmp_path / "missing.jsonl"))
+    proc = run_cli("--verbose", "manifest", "validate", str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr

@@ -23,7 +23,7 @@ pytestmark = [
 
 
 def test_demo_runs_every_stage_to_a_transcription_through_the_server(tmp_path: Path) -> None:
-    from conftest import free_port
+    from helpers import free_port
 
     out = tmp_path / "demo"
     bin_dir = str(Path(sys.executable).parent)  # the environment's `medasr` and `python`

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import os
 import re
 import shlex
-import subprocess
-import sys
 
+from helpers import cli_env, run_cli
 from test_deploy_support import ROOT
 
 DOC = ROOT / "docs/deploy.md"
@@ -33,11 +31,8 @@ def _medasr_commands() -> list[list[str]]:
 
 @functools.cache
 def _help(*path: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *path, "--help"],
-        capture_output=True, text=True, check=False, timeout=120,
-        env={**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"},
-    )  # fmt: skip
+    env = cli_env(COLUMNS="250", NO_COLOR="1", TERM="dumb")
+    proc = run_cli(*path, "--help", env=env, timeout=120)
     assert proc.returncode == 0, f"medasr {' '.join(path)} --help failed: {proc.stderr}"
     return proc.stdout
 

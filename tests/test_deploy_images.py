@@ -16,13 +16,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import free_port
+from helpers import free_port, wait_process_ready
 from test_deploy_support import (
     ROOT,
     Dockerfile,
@@ -191,22 +190,6 @@ def test_train_image_command_runs() -> None:
         assert sub in proc.stdout
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"server exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
-            )
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("server did not become ready")
-
-
 @pytest.mark.slow
 def test_serve_image_command_starts_with_the_deployment_env(
     tiny_model: Path, tmp_path: Path
@@ -250,7 +233,7 @@ def test_serve_image_command_starts_with_the_deployment_env(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc)
+        wait_process_ready(url, proc, timeout=180)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert (
                 httpx.get(url + container[probe]["httpGet"]["path"], timeout=5).status_code == 200

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +12,7 @@ import jiwer
 import pytest
 import soundfile as sf
 
+from helpers import run_cli
 from medasr_cli.core.records import Term, TermCategory
 from medasr_cli.evaluate.metrics import Pair, evaluate_pairs
 
@@ -30,12 +29,6 @@ WORDS = [
     "fibrillation",
     "today",
 ]
-
-
-def medasr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args], capture_output=True, text=True, check=False
-    )
 
 
 def _random_pairs(n: int, seed: int = 0) -> list[Pair]:
@@ -161,8 +154,8 @@ def test_eval_cli_with_predictions_writes_report_and_plot(speech_dir: Path, tmp_
     terms = tmp_path / "terms.txt"
     terms.write_text("metoprolol\tdrug\napixaban\tdrug\nmitral regurgitation\tcondition\n")
     report, plot = tmp_path / "report.json", tmp_path / "report.png"
-    proc = medasr("eval", "--manifest", str(manifest), "--terms", str(terms), "--by", "voice",
-                  "--report", str(report), "--plot", str(plot))  # fmt: skip
+    proc = run_cli("eval", "--manifest", str(manifest), "--terms", str(terms), "--by", "voice",
+                   "--report", str(report), "--plot", str(plot))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
     per_term = {t["term"]: t for t in data["per_term"]}
@@ -191,7 +184,7 @@ def test_eval_cli_bad_inputs(speech_dir: Path, tmp_path: Path) -> None:
         (["--manifest", str(no_pred), "--endpoint", "ftp://x"], "not an http(s) URL"),
     ]
     for args, expected in cases:
-        proc = medasr("eval", *args, "--report", str(report))
+        proc = run_cli("eval", *args, "--report", str(report))
         assert proc.returncode == 2, (args, proc.stderr)
         assert expected in proc.stderr, (args, proc.stderr)
         assert not report.exists()
@@ -199,7 +192,7 @@ def test_eval_cli_bad_inputs(speech_dir: Path, tmp_path: Path) -> None:
 
 def test_eval_unreachable_endpoint(speech_dir: Path, tmp_path: Path, port: int) -> None:
     manifest = _pred_manifest(speech_dir, tmp_path)
-    proc = medasr("eval", "--manifest", str(manifest), "--endpoint", f"http://127.0.0.1:{port}/v1")
+    proc = run_cli("eval", "--manifest", str(manifest), "--endpoint", f"http://127.0.0.1:{port}/v1")
     assert proc.returncode == 2
     assert f"http://127.0.0.1:{port}/v1: cannot connect" in proc.stderr
 
@@ -240,11 +233,11 @@ def test_eval_through_openai_compatible_endpoint(speech_dir: Path, tmp_path: Pat
                                         "text": "Give apixaban now."}) + "\n")  # fmt: skip
         url = f"http://127.0.0.1:{server.server_address[1]}"
         report = tmp_path / "r.json"
-        proc = medasr("eval", "--manifest", str(manifest), "--endpoint", url, "--api-key", "k1",
-                      "--concurrency", "2", "--report", str(report))  # fmt: skip
+        proc = run_cli("eval", "--manifest", str(manifest), "--endpoint", url, "--api-key", "k1",
+                       "--concurrency", "2", "--report", str(report))  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert json.loads(report.read_text())["overall"]["wer"] == 0.0
-        proc = medasr("eval", "--manifest", str(manifest), "--endpoint", url, "--api-key", "bad")
+        proc = run_cli("eval", "--manifest", str(manifest), "--endpoint", url, "--api-key", "bad")
         assert proc.returncode == 2 and "authentication failed" in proc.stderr
     finally:
         server.shutdown()
@@ -256,8 +249,8 @@ def test_eval_with_nemo_model_transcribes(
     manifest = _pred_manifest(speech_dir, tmp_path)
     report = tmp_path / "r.json"
     preds = tmp_path / "preds.jsonl"
-    proc = medasr("eval", "--manifest", str(manifest), "--model", str(tiny_model), "--batch-size",
-                  "4", "--device", "cpu", "--report", str(report), "--predictions", str(preds))  # fmt: skip
+    proc = run_cli("eval", "--manifest", str(manifest), "--model", str(tiny_model), "--batch-size",
+                   "4", "--device", "cpu", "--report", str(report), "--predictions", str(preds))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
     assert data["source"]["model"] == str(tiny_model)
@@ -266,7 +259,7 @@ def test_eval_with_nemo_model_transcribes(
     missing.write_text(
         json.dumps({"audio_filepath": "gone.wav", "duration": 1, "text": "x"}) + "\n"
     )
-    proc = medasr("eval", "--manifest", str(missing), "--model", str(tiny_model))
+    proc = run_cli("eval", "--manifest", str(missing), "--model", str(tiny_model))
     assert proc.returncode == 2 and "missing_audio.jsonl:1: audio file not found" in proc.stderr
     # The untrained model's output is not the reference; the pipeline is real end to end.
     from nemo.collections.asr.models import ASRModel
@@ -276,5 +269,5 @@ def test_eval_with_nemo_model_transcribes(
         [str(sorted(speech_dir.glob("*.wav"))[0])], batch_size=1, verbose=False
     )
     assert data["utterances"][0]["hypothesis"] == direct[0].text
-    rescored = medasr("eval", "--manifest", str(preds))
+    rescored = run_cli("eval", "--manifest", str(preds))
     assert rescored.returncode == 0, rescored.stderr

@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import error_lines, run_cli
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.records import Term, TermCategory
+from medasr_cli.core.spoken import spelling_key, with_spoken_forms
 from medasr_cli.core.terms import load_terms
+from medasr_cli.core.text import get_normalizer
 from medasr_cli.evaluate.metrics import Pair, evaluate_pairs
-from medasr_cli.evaluate.normalize import get_normalizer
 from medasr_cli.evaluate.run import write_report
 from medasr_cli.lexicon import LexiconOptions, build_lexicon, spoken_forms, write_lexicon
 from medasr_cli.lexicon.select import is_common
 from medasr_cli.lexicon.sources import _seed_rows, common_words, load_seed
-from medasr_cli.lexicon.spoken import spelling_key, with_spoken_forms
 
 WHISPER = get_normalizer("whisper")
-
-
-def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-    )
-
-
-def _error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    return [ln for ln in proc.stderr.splitlines() if ln.strip()]
 
 
 # --- spoken forms -----------------------------------------------------------------
@@ -217,7 +202,7 @@ def test_outputs_are_readable_by_load_terms(eval_report: Path, tmp_path: Path) -
 
 def test_cli_writes_terms_and_lexicon(eval_report: Path, tmp_path: Path) -> None:
     out = tmp_path / "lex"
-    proc = _run(
+    proc = run_cli(
         "lexicon", "--from-eval", str(eval_report), "--max-recall", "0.8",
         "--min-occurrences", "2", "--seed", "--category", "drug", "--limit", "5", "-o", str(out),
     )  # fmt: skip
@@ -243,9 +228,9 @@ def test_bad_term_file_is_one_line_exit_2(
     bad = tmp_path / name
     bad.write_bytes(content)
     out = tmp_path / "lex"
-    proc = _run("lexicon", "--terms-file", str(bad), "-o", str(out))
+    proc = run_cli("lexicon", "--terms-file", str(bad), "-o", str(out))
     assert proc.returncode == 2
-    lines = _error_lines(proc)
+    lines = error_lines(proc)
     assert len(lines) == 1 and message in lines[0] and name in lines[0], proc.stderr
     assert not out.exists()
 
@@ -265,9 +250,9 @@ def test_eval_report_of_the_wrong_shape_is_one_line_exit_2(
     bad = tmp_path / "report.json"
     bad.write_text(content)
     out = tmp_path / "lex"
-    proc = _run("lexicon", "--from-eval", str(bad), "-o", str(out))
+    proc = run_cli("lexicon", "--from-eval", str(bad), "-o", str(out))
     assert proc.returncode == 2
-    lines = _error_lines(proc)
+    lines = error_lines(proc)
     assert len(lines) == 1 and message in lines[0] and "report.json" in lines[0], proc.stderr
     assert not out.exists()
 

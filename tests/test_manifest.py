@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -12,15 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import ffmpeg, run_cli
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.records import ManifestEntry
 from medasr_cli.manifest import build_manifest, parse_split_spec, split_entries, validate_manifest
-
-
-def medasr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args], capture_output=True, text=True, check=False
-    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -29,7 +22,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_build_from_folder_reads_durations(speech_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.jsonl"
-    proc = medasr("manifest", "build", str(speech_dir), "--out", str(out))
+    proc = run_cli("manifest", "build", str(speech_dir), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = read_jsonl(out)
     assert len(rows) == 6
@@ -44,7 +37,7 @@ def test_nemo_reads_our_manifest_with_relative_paths(speech_dir: Path, tmp_path:
     from nemo.collections.common.parts.preprocessing import collections as nemo_collections
 
     out = tmp_path / "sub" / "m.jsonl"
-    proc = medasr("manifest", "build", str(speech_dir), "--out", str(out), "--relative")
+    proc = run_cli("manifest", "build", str(speech_dir), "--out", str(out), "--relative")
     assert proc.returncode == 0, proc.stderr
     assert not Path(read_jsonl(out)[0]["audio_filepath"]).is_absolute()
     coll = nemo_collections.ASRAudioText(str(out), parser=lambda s: list(s))
@@ -64,21 +57,20 @@ def test_build_from_csv_with_resample(speech_dir: Path, tmp_path: Path) -> None:
     csv = tmp_path / "data.csv"
     csv.write_text("path,text,speaker\nstereo.wav,The patient was started on metoprolol.,dr_a\n")
     out = tmp_path / "m.jsonl"
-    proc = medasr("manifest", "build", str(csv), "--out", str(out), "--resample", "16000",
-                  "--audio-out", str(tmp_path / "conv"))  # fmt: skip
+    proc = run_cli("manifest", "build", str(csv), "--out", str(out), "--resample", "16000",
+                   "--audio-out", str(tmp_path / "conv"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (row,) = read_jsonl(out)
     info = sf.info(row["audio_filepath"])
     assert (info.samplerate, info.channels) == (16000, 1)
     assert row["speaker"] == "dr_a"
     assert row["duration"] == pytest.approx(len(audio) / 16000, abs=0.01)
-    assert medasr("manifest", "validate", str(out)).returncode == 0
+    assert run_cli("manifest", "validate", str(out)).returncode == 0
 
 
 def test_build_reads_compressed_audio_with_ffmpeg(speech_dir: Path, tmp_path: Path) -> None:
     m4a = tmp_path / "clip.m4a"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(speech_dir / "utt01.wav"), str(m4a)],
-                   check=True)  # fmt: skip
+    ffmpeg(speech_dir / "utt01.wav", m4a)
     (tmp_path / "clip.txt").write_text("Echocardiogram showed mild mitral regurgitation.")
     result = build_manifest([tmp_path])
     (entry,) = result.entries
@@ -117,7 +109,7 @@ def test_build_bad_sources_exit_2_and_write_nothing(
     if content is not None:
         src.write_text(content)
     out = tmp_path / "out.jsonl"
-    proc = medasr("manifest", "build", str(src), "--out", str(out))
+    proc = run_cli("manifest", "build", str(src), "--out", str(out))
     assert proc.returncode == 2
     assert expected in proc.stderr.replace("\n", "")
     assert not out.exists()
@@ -190,8 +182,8 @@ def test_split_spec_errors() -> None:
 
 
 def test_build_split_cli_writes_files(speech_dir: Path, tmp_path: Path) -> None:
-    proc = medasr("manifest", "build", str(speech_dir), "--out", str(tmp_path / "splits"),
-                  "--split", "train=0.5,val=0.25,test=0.25", "--seed", "3")  # fmt: skip
+    proc = run_cli("manifest", "build", str(speech_dir), "--out", str(tmp_path / "splits"),
+                   "--split", "train=0.5,val=0.25,test=0.25", "--seed", "3")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     total = sum(
         len(read_jsonl(tmp_path / "splits" / f"{n}.jsonl")) for n in ("train", "val", "test")
@@ -245,12 +237,12 @@ def test_validate_reports_every_problem_with_line(speech_dir: Path, tmp_path: Pa
 
 def test_validate_cli_exit_codes(speech_dir: Path, tmp_path: Path) -> None:
     path, _ = _bad_manifest(speech_dir, tmp_path)
-    proc = medasr("manifest", "validate", str(path), "--charset", "abcdefghijklmnopqrstuvwxyz")
+    proc = run_cli("manifest", "validate", str(path), "--charset", "abcdefghijklmnopqrstuvwxyz")
     assert proc.returncode == 2
     assert f"{path}:2: not valid JSON" in proc.stderr
     good = tmp_path / "good.jsonl"
-    assert medasr("manifest", "build", str(speech_dir), "--out", str(good)).returncode == 0
-    proc = medasr("manifest", "validate", str(good))
+    assert run_cli("manifest", "build", str(speech_dir), "--out", str(good)).returncode == 0
+    proc = run_cli("manifest", "validate", str(good))
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
 
@@ -258,7 +250,7 @@ def test_validate_cli_exit_codes(speech_dir: Path, tmp_path: Path) -> None:
 def test_validate_empty_manifest(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    proc = medasr("manifest", "validate", str(empty))
+    proc = run_cli("manifest", "validate", str(empty))
     assert proc.returncode == 2 and "empty" in proc.stderr
 
 
@@ -267,7 +259,7 @@ def test_validate_with_tokenizer_charset(
 ) -> None:
     tok = tiny_model.parent / "tokenizer"
     good = tmp_path / "good.jsonl"
-    assert medasr("manifest", "build", str(speech_dir), "--out", str(good)).returncode == 0
+    assert run_cli("manifest", "build", str(speech_dir), "--out", str(good)).returncode == 0
     assert (
         validate_manifest(
             good,
@@ -280,7 +272,7 @@ def test_validate_with_tokenizer_charset(
     rows = read_jsonl(good)
     rows[0]["text"] = "ZyxQ§"
     good.write_text("\n".join(json.dumps(r) for r in rows))
-    proc = medasr("manifest", "validate", str(good), "--tokenizer", str(tok))
+    proc = run_cli("manifest", "validate", str(good), "--tokenizer", str(tok))
     assert proc.returncode == 2 and "outside the charset" in proc.stderr
 
 
@@ -291,6 +283,6 @@ def test_stats_cli(speech_dir: Path, tmp_path: Path) -> None:
         rows.append({"audio_filepath": str(wav), "duration": sf.info(wav).duration,
                      "text": "x", "voice": "en-gb" if i % 2 else "en-us"})  # fmt: skip
     out.write_text("\n".join(json.dumps(r) for r in rows))
-    proc = medasr("manifest", "stats", str(out), "--by", "voice")
+    proc = run_cli("manifest", "stats", str(out), "--by", "voice")
     assert proc.returncode == 0, proc.stderr
     assert "6 utterances" in proc.stdout and "en-gb" in proc.stdout and "by voice" in proc.stdout

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from helpers import error_lines, run_cli
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import read_records
 from medasr_cli.core.records import Script, Term, TermCategory
+from medasr_cli.core.spoken import with_spoken_forms
 from medasr_cli.lexicon import LexiconOptions, build_lexicon
-from medasr_cli.lexicon.spoken import with_spoken_forms
 from medasr_cli.llm import BACKENDS, create_backend
 from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest, generator_info
 from medasr_cli.llm.match import missing_terms, term_present
@@ -44,16 +43,6 @@ TERMS = [
 
 def _records(path: Path) -> list[Script]:
     return [s for _, s in read_records(path, Script)]
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
 
 
 def test_plan_covers_every_term_exactly_per_term_times() -> None:
@@ -237,18 +226,18 @@ def test_registry_and_prompt_validation(tmp_path: Path) -> None:
 
 def test_cli_offline_demo_from_seed(tmp_path: Path) -> None:
     lex = tmp_path / "lex"
-    proc = _run("lexicon", "--seed", "--exclude-common", "--limit", "40", "-o", str(lex))
+    proc = run_cli("lexicon", "--seed", "--exclude-common", "--limit", "40", "-o", str(lex))
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "scripts.jsonl"
     report = tmp_path / "coverage.json"
     args = ("script", "--terms", str(lex / "lexicon.jsonl"), "--out", str(out), "--per-term", "2")
-    proc = _run(*args, "--report", str(report))
+    proc = run_cli(*args, "--report", str(report))
     assert proc.returncode == 0, proc.stderr
     assert "all 40 terms reached their target" in proc.stdout
     cov = json.loads(report.read_text())
     assert cov["short"] == [] and min(cov["coverage"].values()) >= 2
     n = len(out.read_text().splitlines())
-    proc = _run(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 0 and len(out.read_text().splitlines()) == n
 
 
@@ -266,9 +255,9 @@ def test_cli_bad_options_are_one_line_exit_2(
     terms = tmp_path / "t.txt"
     terms.write_text("metoprolol\tdrug\n")
     out = tmp_path / "s.jsonl"
-    proc = _run("script", "--terms", str(terms), "--out", str(out), *extra)
+    proc = run_cli("script", "--terms", str(terms), "--out", str(out), *extra)
     assert proc.returncode == 2
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = error_lines(proc)
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not out.exists()
 
@@ -278,9 +267,9 @@ def test_cli_empty_or_binary_terms_file(tmp_path: Path) -> None:
     for name, content in (("empty.txt", b""), ("bin.txt", b"\x89PNG\x00\x00")):
         bad = tmp_path / name
         bad.write_bytes(content)
-        proc = _run("script", "--terms", str(bad), "--out", str(out))
+        proc = run_cli("script", "--terms", str(bad), "--out", str(out))
         assert proc.returncode == 2
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        lines = error_lines(proc)
         assert len(lines) == 1 and name in lines[0], proc.stderr
     assert not out.exists()
 

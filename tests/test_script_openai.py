@@ -9,9 +9,6 @@ target term, 429s, 500s, slow replies that trip the client timeout, and 401s.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from helpers import cli_env, one_error_line, run_cli
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import read_records
 from medasr_cli.core.records import Script, Term, TermCategory
@@ -166,16 +164,6 @@ def test_concurrency_limit_is_respected(api_key: None, tmp_path: Path) -> None:
     assert elapsed < 12 * 0.15  # the requests did overlap
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", "script", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-
-
 @pytest.fixture
 def terms_file(tmp_path: Path) -> Path:
     path = tmp_path / "terms.txt"
@@ -184,9 +172,8 @@ def terms_file(tmp_path: Path) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    env.update(extra)
-    return env
+    """The environment without the developer's own OpenAI settings."""
+    return cli_env("OPENAI_API_KEY", "OPENAI_BASE_URL", **extra)
 
 
 def test_cli_openai_end_to_end_then_resume(terms_file: Path, tmp_path: Path) -> None:
@@ -194,29 +181,23 @@ def test_cli_openai_end_to_end_then_resume(terms_file: Path, tmp_path: Path) -> 
     with StubChatServer() as server:
         args = ("--terms", str(terms_file), "--out", str(out), "--backend", "openai",
                 "--base-url", server.base_url, "--model", "stub", "--per-term", "2")  # fmt: skip
-        proc = _cli(*args, env=_env(OPENAI_API_KEY="sk-test"))
+        proc = run_cli("script", *args, env=_env(OPENAI_API_KEY="sk-test"))
         assert proc.returncode == 0, proc.stderr
         first = server.requests
         records = [s for _, s in read_records(out, Script)]
         assert len(records) == first and "all 3 terms reached their target" in proc.stdout
-        proc = _cli(*args, env=_env(OPENAI_API_KEY="sk-test"))
+        proc = run_cli("script", *args, env=_env(OPENAI_API_KEY="sk-test"))
         assert proc.returncode == 0 and server.requests == first  # nothing missing, no calls
-
-
-def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def test_cli_unreachable_endpoint(terms_file: Path, tmp_path: Path, port: int) -> None:
     out = tmp_path / "scripts.jsonl"
     url = f"http://127.0.0.1:{port}/v1"  # a free port: nothing listens there
-    proc = _cli("--terms", str(terms_file), "--out", str(out), "--backend", "openai",
-                "--base-url", url, "--model", "m", "--retries", "1", "--backoff", "0.01",
-                env=_env(OPENAI_API_KEY="sk-test"))  # fmt: skip
+    proc = run_cli("script", "--terms", str(terms_file), "--out", str(out), "--backend",
+                   "openai", "--base-url", url, "--model", "m", "--retries", "1", "--backoff",
+                   "0.01", env=_env(OPENAI_API_KEY="sk-test"))  # fmt: skip
     assert proc.returncode == 2
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert "cannot reach the LLM endpoint" in line and url in line
     assert not out.exists()
 
@@ -225,22 +206,22 @@ def test_cli_missing_api_key(terms_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "scripts.jsonl"
     args = ("--terms", str(terms_file), "--out", str(out), "--backend", "openai",
             "--base-url", "http://127.0.0.1:9/v1", "--model", "m")  # fmt: skip
-    proc = _cli(*args, env=_env())
+    proc = run_cli("script", *args, env=_env())
     assert proc.returncode == 2
-    assert "no API key: set the environment variable OPENAI_API_KEY" in _one_error_line(proc)
-    proc = _cli(*args, "--api-key-env", "MY_LLM_KEY", env=_env())
-    assert proc.returncode == 2 and "MY_LLM_KEY" in _one_error_line(proc)
+    assert "no API key: set the environment variable OPENAI_API_KEY" in one_error_line(proc)
+    proc = run_cli("script", *args, "--api-key-env", "MY_LLM_KEY", env=_env())
+    assert proc.returncode == 2 and "MY_LLM_KEY" in one_error_line(proc)
     assert not out.exists()
 
 
 def test_cli_rejected_api_key(terms_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "scripts.jsonl"
     with StubChatServer(lambda body: StubReply(status=401, error="bad key")) as server:
-        proc = _cli("--terms", str(terms_file), "--out", str(out), "--backend", "openai",
-                    "--base-url", server.base_url, "--model", "m",
-                    env=_env(OPENAI_API_KEY="sk-wrong"))  # fmt: skip
+        proc = run_cli("script", "--terms", str(terms_file), "--out", str(out), "--backend",
+                       "openai", "--base-url", server.base_url, "--model", "m",
+                       env=_env(OPENAI_API_KEY="sk-wrong"))  # fmt: skip
     assert proc.returncode == 2
-    assert "rejected the API key (HTTP 401)" in _one_error_line(proc)
+    assert "rejected the API key (HTTP 401)" in one_error_line(proc)
     assert not out.exists()
 
 
@@ -248,11 +229,11 @@ def test_cli_prompt_file_missing_placeholders(terms_file: Path, tmp_path: Path) 
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("Write a dictation using $terms.\n")
     out = tmp_path / "scripts.jsonl"
-    proc = _cli("--terms", str(terms_file), "--out", str(out), "--backend", "openai",
-                "--model", "m", "--prompt-file", str(prompt),
-                env=_env(OPENAI_API_KEY="sk-test"))  # fmt: skip
+    proc = run_cli("script", "--terms", str(terms_file), "--out", str(out), "--backend",
+                   "openai", "--model", "m", "--prompt-file", str(prompt),
+                   env=_env(OPENAI_API_KEY="sk-test"))  # fmt: skip
     assert proc.returncode == 2
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert "prompt.txt" in line and "$note_type, $specialty, $style" in line
     assert not out.exists()
 

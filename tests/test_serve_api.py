@@ -22,8 +22,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from test_serve_support import *  # noqa: F403  (fixtures: wordy_model, server, long_wav)
-from test_serve_support import (
+from helpers import (
     API_KEY,
     MODEL_ID,
     ServerThread,
@@ -31,6 +30,9 @@ from test_serve_support import (
     openai_client,
     server_settings,
 )
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,33 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
-from test_serve_support import *  # noqa: F403  (fixtures: wordy_model, long_wav)
-from test_serve_support import MODEL_ID
+from helpers import MODEL_ID, cli_env, free_port, one_error_line, run_cli, wait_process_ready
 
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
 pytest.importorskip("pydantic_settings")
-
-
-def _run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args], capture_output=True, text=True,
-        check=False, timeout=timeout, env={**os.environ, **(env or {})},
-    )  # fmt: skip
-
-
-def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
 
 
 def test_help_documents_every_setting() -> None:
     from medasr_cli.serve.settings import ServeSettings
 
-    proc = _run("serve", "--help", env={"COLUMNS": "200"})
+    proc = run_cli("serve", "--help", env=cli_env(COLUMNS="200"), timeout=120)
     assert proc.returncode == 0
     renamed = {
         "model_aliases": "--model-alias",
@@ -55,28 +39,32 @@ def test_help_documents_every_setting() -> None:
 
 
 def test_missing_model_file_exit_2(tmp_path: Path) -> None:
-    proc = _run("serve", "--model", str(tmp_path / "nope.nemo"), "--port", str(free_port()))
+    proc = run_cli(
+        "serve", "--model", str(tmp_path / "nope.nemo"), "--port", str(free_port()), timeout=120
+    )
     assert proc.returncode == 2
-    assert "nope.nemo" in _error_line(proc) and "not found" in proc.stderr
+    assert "nope.nemo" in one_error_line(proc, "error:") and "not found" in proc.stderr
 
 
 def test_no_model_names_the_env_var() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MEDASR_MODEL"}
-    proc = subprocess.run([sys.executable, "-m", "medasr_cli", "serve"], capture_output=True,
-                          text=True, env=env, check=False)  # fmt: skip
+    proc = run_cli("serve", env=cli_env("MEDASR_MODEL"))
     assert proc.returncode == 2
-    assert "MEDASR_MODEL" in _error_line(proc)
+    assert "MEDASR_MODEL" in one_error_line(proc, "error:")
 
 
 def test_cors_wildcard_with_credentials_refused(tmp_path: Path) -> None:
-    proc = _run("serve", "--model", "x.nemo", "--cors-origin", "*", "--cors-allow-credentials")
+    proc = run_cli(
+        "serve", "--model", "x.nemo", "--cors-origin", "*", "--cors-allow-credentials", timeout=120
+    )
     assert proc.returncode == 2
-    assert "cors" in _error_line(proc).lower()
+    assert "cors" in one_error_line(proc, "error:").lower()
 
 
 def test_env_prefix_is_read(tmp_path: Path) -> None:
-    proc = _run("serve", env={"MEDASR_MODEL": str(tmp_path / "env.nemo"), "MEDASR_PORT": "1"})
-    assert proc.returncode == 2 and "env.nemo" in _error_line(proc)
+    proc = run_cli(
+        "serve", env=cli_env(MEDASR_MODEL=str(tmp_path / "env.nemo"), MEDASR_PORT="1"), timeout=120
+    )
+    assert proc.returncode == 2 and "env.nemo" in one_error_line(proc, "error:")
 
 
 def test_busy_port_exit_2(wordy_model: Path) -> None:
@@ -84,30 +72,17 @@ def test_busy_port_exit_2(wordy_model: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = _run("serve", "--model", str(wordy_model), "--port", str(port))
-    assert proc.returncode == 2 and "cannot listen" in _error_line(proc)
+        proc = run_cli("serve", "--model", str(wordy_model), "--port", str(port), timeout=120)
+    assert proc.returncode == 2 and "cannot listen" in one_error_line(proc, "error:")
 
 
 @pytest.mark.slow
 def test_corrupt_model_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "broken.nemo"
     bad.write_bytes(os.urandom(4096))
-    proc = _run("serve", "--model", str(bad), "--port", str(free_port()), timeout=300)
+    proc = run_cli("serve", "--model", str(bad), "--port", str(free_port()), timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "broken.nemo" in proc.stderr and "cannot load" in proc.stderr
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError("server not ready")
 
 
 def _wait_in_flight(url: str, want: int, timeout: float = 10) -> int:
@@ -131,7 +106,7 @@ def test_sigterm_finishes_in_flight_and_logs_json(wordy_model: Path, long_wav: P
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        _wait_ready(url, proc)
+        wait_process_ready(url, proc, timeout=240)
         audio = long_wav.read_bytes()
 
         def post(_: int) -> httpx.Response:

@@ -18,11 +18,9 @@ from typing import Any
 
 import pytest
 
-from medasr_cli.serve.runner import InferItem
-from medasr_cli.serve.transcript import Transcript
-from test_serve_support import *  # noqa: F403  (fixtures: serve_logs)
-from test_serve_support import (
+from helpers import (
     FakeRunner,
+    failing_runner,
     fake_client,
     fake_transcript,
     post_audio,
@@ -30,20 +28,13 @@ from test_serve_support import (
     wait_ready,
     wav_bytes,
 )
+from medasr_cli.serve.runner import InferItem
+from medasr_cli.serve.transcript import Transcript
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
 
 ERROR_KEYS = {"message", "type", "param", "code"}
-
-
-def _failing_on_call(n: int, message: str) -> FakeRunner:
-    """A runner whose ``n``-th inference call raises ``RuntimeError(message)``."""
-
-    def infer(items: Sequence[InferItem]) -> list[Transcript]:
-        if runner.calls == n:
-            raise RuntimeError(message)
-        return [fake_transcript(it) for it in items]
-
-    runner = FakeRunner(infer_fn=infer)
-    return runner
 
 
 def _metric_lines(client: Any, name: str) -> list[str]:
@@ -77,7 +68,7 @@ def test_model_loading_is_503_with_retry_after() -> None:
 def test_inference_bug_is_500_with_request_id_in_body_and_log(serve_logs: Any) -> None:
     """Fake runner: its first inference raises, as a bug in the model code would."""
 
-    runner = _failing_on_call(1, "simulated bug in inference")
+    runner = failing_runner(1, "simulated bug in inference")
     with fake_client(runner) as client:
         r = post_audio(client, wav_bytes(1.0))
         after = post_audio(client, wav_bytes(1.0))  # the model thread survives the bug
@@ -130,7 +121,7 @@ def test_health_answers_while_model_is_busy() -> None:
 def test_stream_failing_midway_counts_as_500(serve_logs: Any) -> None:
     """Fake runner: the second chunk of a long recording fails after the first was streamed."""
 
-    runner = _failing_on_call(2, "simulated failure on chunk 2")
+    runner = failing_runner(2, "simulated failure on chunk 2")
     settings = dict(max_single_pass_s=2.0, chunk_overlap_s=0.5, max_batch_size=1)
     with fake_client(runner, **settings) as client:
         r = post_audio(client, wav_bytes(5.0), stream="true")

@@ -18,8 +18,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from test_serve_support import *  # noqa: F403  (fixtures: wordy_model, server)
-from test_serve_support import (
+from helpers import (
     API_KEY,
     MODEL_ID,
     ServerThread,
@@ -27,6 +26,9 @@ from test_serve_support import (
     openai_client,
     server_settings,
 )
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
 
 AUTH = {"Authorization": "Bearer test-key-123"}
 

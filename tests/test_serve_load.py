@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_serve_support import *  # noqa: F403  (fixtures: wordy_model, server, long_wav)
-from test_serve_support import MODEL_ID, ServerThread, openai_client, server_settings
+from helpers import MODEL_ID, ServerThread, openai_client, server_settings
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
 
 
 def _rss_mb() -> float:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ pytest.importorskip("pydantic_settings")
 
 import itertools
 
+from helpers import FakeModel, wav_bytes
 from medasr_cli.core.errors import InputError
 from medasr_cli.serve.engine import BatchEngine, EngineLimits, QueueFull
 from medasr_cli.serve.formats import srt, text_pieces, vtt
@@ -113,35 +112,12 @@ def test_moving_average_window() -> None:
     assert avg.value() == 0.0
 
 
-class _FakeModel:
-    """Records batch sizes and the threads it is called from."""
-
-    def __init__(self, delay: float = 0.05) -> None:
-        self.delay = delay
-        self.batches: list[int] = []
-        self.threads: set[int] = set()
-        self.concurrent = 0
-        self.max_concurrent = 0
-        self._lock = threading.Lock()
-
-    def infer(self, items: Sequence[InferItem]) -> list[Transcript]:
-        with self._lock:
-            self.concurrent += 1
-            self.max_concurrent = max(self.max_concurrent, self.concurrent)
-        self.threads.add(threading.get_ident())
-        time.sleep(self.delay)
-        self.batches.append(len(items))
-        with self._lock:
-            self.concurrent -= 1
-        return [Transcript(f"n={len(it.audio)}", it.duration) for it in items]
-
-
 def _item(n: int) -> InferItem:
     return InferItem(np.zeros(n, dtype=np.float32))
 
 
 def test_engine_batches_on_one_thread() -> None:
-    fake = _FakeModel()
+    fake = FakeModel()
 
     async def main() -> list[str]:
         engine = BatchEngine(fake.infer, EngineLimits(max_batch_size=8, max_wait_s=0.02))
@@ -158,7 +134,7 @@ def test_engine_batches_on_one_thread() -> None:
 
 
 def test_engine_queue_full_and_drain_on_stop() -> None:
-    fake = _FakeModel(delay=0.1)
+    fake = FakeModel(delay=0.1)
 
     async def main() -> tuple[int, int]:
         engine = BatchEngine(fake.infer, EngineLimits(max_batch_size=1, queue_size=2, max_wait_s=0))
@@ -177,7 +153,7 @@ def test_engine_queue_full_and_drain_on_stop() -> None:
 
 
 def test_engine_caps_padded_audio_per_batch() -> None:
-    fake = _FakeModel(delay=0.0)
+    fake = FakeModel(delay=0.0)
 
     async def main() -> None:
         limits = EngineLimits(max_batch_size=8, max_wait_s=0.05, max_batch_audio_s=10.0)
@@ -195,16 +171,13 @@ def test_ffmpeg_decode_has_a_timeout() -> None:
     import io
     import shutil
 
-    import soundfile as sf
-
     from medasr_cli.serve.decode import DECODE_TIMEOUT_S, DecodeTimeout, decode_upload
     from medasr_cli.serve.settings import ServeSettings
 
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
     assert ServeSettings.model_fields["decode_timeout_s"].default == DECODE_TIMEOUT_S
-    buf = io.BytesIO()
-    sf.write(buf, np.zeros(16000, dtype=np.float32), 8000, format="WAV")  # 8 kHz: ffmpeg's path
+    buf = io.BytesIO(wav_bytes(2.0, rate=8000, amplitude=0.0))  # 8 kHz: ffmpeg's path
     assert len(decode_upload(buf, 60.0)) == 32000
     started = time.perf_counter()
     with pytest.raises(DecodeTimeout, match=r"limit of 0\.001 s"):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import cli_env, one_error_line, run_cli
 from medasr_cli.synth import SynthRequest, load_config, run_synth
 from medasr_cli.synth.noisebank import build_noise_bank
 from medasr_cli.tts import VoiceSpec
@@ -28,17 +29,6 @@ SENTENCES = [
     "She has a history of Crohn's disease.",
     "Haemoglobin was low on admission.",
 ]
-
-
-def _medasr(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", "--quiet", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def _lines(path: Path) -> list[dict]:
@@ -74,23 +64,9 @@ def test_cli_output_feeds_manifest_build_and_validate(
     pytest.importorskip("piper")
     out = tmp_path / "synth"
     voices = "espeak:en-gb,espeak:en-029+f3,piper:joe"
-    proc = _medasr(
-        "synth",
-        "--scripts",
-        str(scripts),
-        "--out",
-        str(out),
-        "--voices",
-        voices,
-        "--noise-bank",
-        str(bank),
-        "--seed",
-        "7",
-        "--jobs",
-        "2",
-        "--format",
-        "flac",
-    )
+    proc = run_cli("--quiet", "synth", "--scripts", str(scripts), "--out", str(out),
+                   "--voices", voices, "--noise-bank", str(bank), "--seed", "7", "--jobs", "2",
+                   "--format", "flac", env=cli_env(COLUMNS="200"), timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "measured SNR" in proc.stdout and "clipped samples 0" in proc.stdout
     records = _lines(out / "utterances.jsonl")
@@ -102,9 +78,12 @@ def test_cli_output_feeds_manifest_build_and_validate(
         assert 10 <= rec["snr_db"] <= 25 and rec["noise_source"].startswith("bank:")
     assert "twenty-five milligrams" in records[0]["tts_text"]
     manifest = tmp_path / "train.jsonl"
-    proc = _medasr("manifest", "build", str(out / "utterances.jsonl"), "--out", str(manifest))
+    proc = run_cli("--quiet", "manifest", "build", str(out / "utterances.jsonl"), "--out",
+                   str(manifest), env=cli_env(COLUMNS="200"), timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    proc = _medasr("manifest", "validate", str(manifest))
+    proc = run_cli(
+        "--quiet", "manifest", "validate", str(manifest), env=cli_env(COLUMNS="200"), timeout=240
+    )
     assert proc.returncode == 0, proc.stderr
     entries = _lines(manifest)
     assert [e["text"] for e in entries] == SENTENCES
@@ -142,10 +121,12 @@ def test_resume_after_kill_gives_the_same_set(tmp_path: Path, bank: Path) -> Non
     assert 3 <= done < 12, "the run finished before it could be killed"
     with jsonl.open("a") as fh:  # the crash also tore the line being written
         fh.write('{"id": "torn-record", "text": "half')
-    resumed = _medasr(*args, "--out", str(out))
+    resumed = run_cli("--quiet", *args, "--out", str(out), env=cli_env(COLUMNS="200"), timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed {done}" in resumed.stdout
-    fresh = _medasr(*args, "--out", str(tmp_path / "fresh"))
+    fresh = run_cli(
+        "--quiet", *args, "--out", str(tmp_path / "fresh"), env=cli_env(COLUMNS="200"), timeout=240
+    )
     assert fresh.returncode == 0, fresh.stderr
     ids = [r["id"] for r in _lines(jsonl)]
     assert len(ids) == len(set(ids)) == 12
@@ -215,11 +196,9 @@ def test_failing_utterance_is_skipped_and_reported(tmp_path: Path, bank: Path) -
 
 def _one_line_exit_2(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+    line = one_error_line(proc)
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        assert needle in line, line
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, scripts: Path) -> None:
@@ -248,33 +227,17 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, scripts: Path) -> None:
     for extra, needles in cases:
         voices = [] if "--voices" in extra else ["--voices", "espeak:en-gb"]
         args = [*base, *voices, *extra]
-        _one_line_exit_2(_medasr(*args, timeout=60), *needles)
+        _one_line_exit_2(
+            run_cli("--quiet", *args, env=cli_env(COLUMNS="200"), timeout=60), *needles
+        )
 
 
 def test_coqui_offline_error_through_the_cli(tmp_path: Path, scripts: Path) -> None:
     pytest.importorskip("TTS.api")
-    env = {**os.environ, "TTS_HOME": str(tmp_path / "tts-home")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medasr_cli",
-            "synth",
-            "--scripts",
-            str(scripts),
-            "--out",
-            str(tmp_path / "o"),
-            "--voices",
-            "coqui",
-            "--coqui-model",
-            "tts_models/en/ljspeech/vits",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=120,
-    )
+    env = cli_env(TTS_HOME=str(tmp_path / "tts-home"))
+    proc = run_cli("synth", "--scripts", str(scripts), "--out", str(tmp_path / "o"), "--voices",
+                   "coqui", "--coqui-model", "tts_models/en/ljspeech/vits", env=env,
+                   timeout=120)  # fmt: skip
     _one_line_exit_2(
         proc,
         "model tts_models/en/ljspeech/vits is not available locally; "
@@ -284,20 +247,9 @@ def test_coqui_offline_error_through_the_cli(tmp_path: Path, scripts: Path) -> N
 
 def test_noise_bank_command(tmp_path: Path) -> None:
     out = tmp_path / "bank"
-    proc = _medasr(
-        "synth",
-        "noise-bank",
-        "--out",
-        str(out),
-        "--per-category",
-        "1",
-        "--seconds",
-        "3",
-        "--category",
-        "monitor",
-        "--category",
-        "hvac",
-    )
+    proc = run_cli("--quiet", "synth", "noise-bank", "--out", str(out), "--per-category", "1",
+                   "--seconds", "3", "--category", "monitor", "--category", "hvac",
+                   env=cli_env(COLUMNS="200"), timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((out / "bank.json").read_text())
     assert sorted(meta["files"]) == ["hvac", "monitor"]
@@ -311,7 +263,7 @@ def test_terms_go_through_the_template_backend(tmp_path: Path, bank: Path) -> No
     out = tmp_path / "synth"
     args = ["synth", "--terms", str(terms), "--out", str(out), "--per-term", "1",
             "--voices", "espeak:en-gb-x-rp", "--noise-bank", str(bank)]  # fmt: skip
-    proc = _medasr(*args)
+    proc = run_cli("--quiet", *args, env=cli_env(COLUMNS="200"), timeout=240)
     assert proc.returncode == 0, proc.stderr
     scripts = _lines(out / "scripts.jsonl")
     records = _lines(out / "utterances.jsonl")
@@ -319,5 +271,5 @@ def test_terms_go_through_the_template_backend(tmp_path: Path, bank: Path) -> No
     spoken = " ".join(r["text"].lower() for r in records)
     assert "apixaban" in spoken and "cholecystectomy" in spoken
     assert {r["script_id"] for r in records} == {s["id"] for s in scripts}
-    again = _medasr(*args)
+    again = run_cli("--quiet", *args, env=cli_env(COLUMNS="200"), timeout=240)
     assert again.returncode == 0 and f"resumed {len(records)}" in again.stdout

@@ -11,17 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SENTENCES, cli_env, error_lines, espeak_to_wav, free_port, run_cli
 from medasr_cli.core.errors import InputError
 
 pytest.importorskip("nemo.collections.asr")
 
 TRAIN_SENTENCES = [
-    "The patient was started on metoprolol twice daily.",
-    "Echocardiogram showed mild mitral regurgitation.",
-    "Continue apixaban and review in clinic.",
-    "She has a history of Crohn's disease.",
-    "Haemoglobin was low on admission.",
-    "No tenderness in the right iliac fossa.",
+    *SENTENCES,
     "Blood pressure is one forty over ninety.",
     "Prescribe amoxicillin five hundred milligrams.",
     "The chest X-ray shows bilateral effusions.",
@@ -36,25 +32,14 @@ FINETUNE_SENTENCES = [
 ]
 
 
-def medasr(
-    *args: str, timeout: float = 900, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "medasr_cli", *args], capture_output=True, text=True,
-        check=False, timeout=timeout, env=None if env is None else os.environ | env,
-    )  # fmt: skip
-
-
 def make_dataset(root: Path, sentences: list[str]) -> Path:
     """espeak-ng utterances + a manifest built by `medasr manifest build`."""
-    from conftest import espeak_to_wav
-
     audio = root / "audio"
     for i, text in enumerate(sentences):
         espeak_to_wav(text, audio / f"u{i:02d}.wav")
         (audio / f"u{i:02d}.txt").write_text(text)
     manifest = root / "all.jsonl"
-    proc = medasr("manifest", "build", str(audio), "--out", str(manifest))
+    proc = run_cli("manifest", "build", str(audio), "--out", str(manifest), timeout=900)
     assert proc.returncode == 0, proc.stderr
     return manifest
 
@@ -68,8 +53,8 @@ def train_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_run(train_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny FastConformer-TDT trained from scratch on CPU until it memorises the set."""
     out = tmp_path_factory.mktemp("run")
-    proc = medasr("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
-                  "--val-manifest", str(train_set), "--out", str(out))  # fmt: skip
+    proc = run_cli("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
+                   "--val-manifest", str(train_set), "--out", str(out), timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "DeepSpeed" not in proc.stderr  # strategy auto in the preset: no fallback warning
     return out
@@ -79,10 +64,10 @@ def trained_run(train_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_print_config_merges_flags_and_dotlist() -> None:
-    proc = medasr("train", "--print-config", "--gpus", "8", "--nodes", "2", "--lr", "5e-5",
-                  "--batch-size", "12", "--epochs", "7", "--precision", "32",
-                  "--strategy", "ddp", "--set", "trainer.val_check_interval=0.25",
-                  "--set", "deepspeed.stage=2")  # fmt: skip
+    proc = run_cli("train", "--print-config", "--gpus", "8", "--nodes", "2", "--lr", "5e-5",
+                   "--batch-size", "12", "--epochs", "7", "--precision", "32",
+                   "--strategy", "ddp", "--set", "trainer.val_check_interval=0.25",
+                   "--set", "deepspeed.stage=2", timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     import yaml
 
@@ -241,13 +226,12 @@ def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
     Before zero_force_ds_cpu_optimizer and DeepSpeed's own checkpoint reader, both steps
     failed (ZeRORuntimeException; torch.load weights_only). bf16 runs through DeepSpeed's
     torch_autocast: DeepSpeed's own bf16 mode failed on NeMo's float32 features."""
-    import os
 
     _needs_deepspeed_on_cpu()
     import torch
     from nemo.collections.asr.models import ASRModel
 
-    from medasr_cli.train.run import zero_checkpoint_weights
+    from medasr_cli.train.checkpoint import zero_checkpoint_weights
 
     out = tmp_path / "run"
     harness = Path(__file__).with_name("deepspeed_cpu_harness.py")
@@ -277,35 +261,30 @@ def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
     assert sum(same(p) for p in zero_dirs) >= 1
 
 
-def test_cpu_falls_back_from_deepspeed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import logging
+def test_strategy_auto_is_deepspeed_on_gpu_and_ddp_on_cpu(tmp_path: Path) -> None:
+    """The shipped default says what it means: ``auto`` = DeepSpeed on GPUs, DDP over gloo on
+    CPU; ``deepspeed`` on CPU is refused however it was asked for (flag, --set or a YAML)."""
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
-    from lightning.pytorch.strategies import DDPStrategy
-
-    from medasr_cli.train import devices
+    from medasr_cli.train.config import load_train_config
     from medasr_cli.train.devices import build_strategy
 
-    # Listen on the module's own logger: other tests in the same process configure logging
-    # (the CLI's Rich set-up, uvicorn's dictConfig), which can detach it from caplog.
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Collect(level=logging.WARNING)
-    monkeypatch.setattr(devices.log, "disabled", False)
-    monkeypatch.setattr(devices.log, "level", logging.WARNING)
-    devices.log.addHandler(handler)
-    try:
-        assert build_strategy("deepspeed", "cpu", 1, 1, {}) == "auto"
-        multi = build_strategy("deepspeed", "cpu", 2, 1, {})
-    finally:
-        devices.log.removeHandler(handler)
+    assert load_train_config().trainer.strategy == "auto"
+    ds = dict(load_train_config().deepspeed)
+    assert isinstance(build_strategy("auto", "gpu", 1, 1, ds), DeepSpeedStrategy)
+    assert build_strategy("auto", "cpu", 1, 1, {}) == "auto"
+    multi = build_strategy("auto", "cpu", 2, 1, {})
     assert isinstance(multi, DDPStrategy) and multi._process_group_backend == "gloo"
-    assert any("DeepSpeed needs CUDA" in m for m in messages)
     with pytest.raises(InputError, match="needs CUDA GPUs"):
-        build_strategy("deepspeed", "cpu", 1, 1, {}, explicit=True)
+        build_strategy("deepspeed", "cpu", 1, 1, {})
+    user = tmp_path / "mine.yaml"
+    user.write_text("trainer:\n  strategy: deepspeed\n")
+    proc = run_cli("train", "--config", str(user), "--train-manifest", str(user),
+                   "--val-manifest", str(user), "--print-config")  # fmt: skip
+    assert proc.returncode == 0 and "strategy: deepspeed" in proc.stdout
+    cfg = load_train_config(str(user))
+    with pytest.raises(InputError, match="needs CUDA GPUs"):
+        build_strategy(cfg.trainer.strategy, "cpu", 1, 1, {})
 
 
 @pytest.mark.slow
@@ -328,15 +307,17 @@ def test_bad_inputs_are_one_line(train_set: Path, tmp_path: Path) -> None:
         ([*base, "--init", "nvidia/parakeet-tdt-0.6b-v2"], "could not be downloaded"),
     ]  # fmt: skip
     for args, expected in cases:
-        proc = medasr(*args, env={"HF_HUB_OFFLINE": "1"})  # no 2.4 GB download where online
+        proc = run_cli(
+            *args, env=cli_env(HF_HUB_OFFLINE="1"), timeout=900
+        )  # no 2.4 GB download where online
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
-        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        lines = error_lines(proc, "error:")
         assert lines and expected in lines[-1], (args, proc.stderr[-2000:])
     assert not (tmp_path / "run" / "model.nemo").exists()
 
 
 def test_replay_is_a_fresh_draw_every_epoch(train_set: Path, tmp_path: Path) -> None:
-    from medasr_cli.train.run import ReplayMix
+    from medasr_cli.train.data import ReplayMix
 
     general = tmp_path / "general.jsonl"
     rows = [json.loads(x) for x in train_set.read_text().splitlines()]
@@ -377,8 +358,15 @@ def test_tiny_model_memorises_and_restores_in_stock_nemo(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["tdt", "TDTLossNumba"]
     report = trained_run / "eval.json"
-    proc = medasr(
-        "eval", "--manifest", str(train_set), "--model", str(nemo), "--report", str(report)
+    proc = run_cli(
+        "eval",
+        "--manifest",
+        str(train_set),
+        "--model",
+        str(nemo),
+        "--report",
+        str(report),
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(report.read_text())["overall"]["wer"] < 0.10
@@ -414,10 +402,10 @@ def test_finetune_with_init_keeps_tokenizer_and_tdt(trained_run: Path, tmp_path:
 
     manifest = make_dataset(tmp_path / "ft", FINETUNE_SENTENCES)
     out = tmp_path / "ft_run"
-    proc = medasr("train", "--config", "tiny-cpu", "--init", str(trained_run / "model.nemo"),
-                  "--train-manifest", str(manifest), "--val-manifest", str(manifest),
-                  "--out", str(out), "--max-steps", "30", "--lr", "1e-3",
-                  "--set", "trainer.check_val_every_n_epoch=5")  # fmt: skip
+    proc = run_cli("train", "--config", "tiny-cpu", "--init", str(trained_run / "model.nemo"),
+                   "--train-manifest", str(manifest), "--val-manifest", str(manifest),
+                   "--out", str(out), "--max-steps", "30", "--lr", "1e-3",
+                   "--set", "trainer.check_val_every_n_epoch=5", timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("medasr").experiment_id])
@@ -461,8 +449,6 @@ def test_two_node_training_over_gloo(train_set: Path, tmp_path: Path, strategy: 
     """Two torchrun "nodes" of one process each. ``deepspeed``: Lightning's DeepSpeedStrategy
     (ZeRO-2, optimizer offload, bf16 autocast) through tests/deepspeed_cpu_harness.py, so the
     optimizer state is sharded over the two ranks and consolidated into model.nemo."""
-    from conftest import free_port
-
     if strategy == "deepspeed":
         _needs_deepspeed_on_cpu()
         entry = [str(Path(__file__).with_name("deepspeed_cpu_harness.py"))]
@@ -501,10 +487,10 @@ def test_lightning_launches_the_other_local_processes(train_set: Path, tmp_path:
     """``--gpus 2`` on one node without torchrun: Lightning itself starts local rank 1 (with
     LOCAL_RANK/NODE_RANK/WORLD_SIZE but no RANK). Here two CPU processes over gloo."""
     out = tmp_path / "local2"
-    proc = medasr("train", "--config", "tiny-cpu", "--strategy", "ddp",
-                  "--set", "trainer.devices=2", "--train-manifest", str(train_set),
-                  "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "4",
-                  "--set", "trainer.check_val_every_n_epoch=2", timeout=600)  # fmt: skip
+    proc = run_cli("train", "--config", "tiny-cpu", "--strategy", "ddp",
+                   "--set", "trainer.devices=2", "--train-manifest", str(train_set),
+                   "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "4",
+                   "--set", "trainer.check_val_every_n_epoch=2", timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
@@ -521,11 +507,11 @@ def test_replay_training_redraws_each_epoch_and_evaluates_both_sets(
 ) -> None:
     general = make_dataset(tmp_path / "general", FINETUNE_SENTENCES)
     out = tmp_path / "replay_run"
-    proc = medasr("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
-                  "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "9",
-                  "--replay", str(general), "--replay-ratio", "0.3",
-                  "--test-manifest", str(train_set), "--test-manifest", str(general),
-                  "--set", "trainer.check_val_every_n_epoch=2")  # fmt: skip
+    proc = run_cli("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
+                   "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "9",
+                   "--replay", str(general), "--replay-ratio", "0.3",
+                   "--test-manifest", str(train_set), "--test-manifest", str(general),
+                   "--set", "trainer.check_val_every_n_epoch=2", timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     epochs = sorted((out / "replay").glob("epoch_*.jsonl"))
     assert len(epochs) >= 3  # 14 rows, batch 5: 3 steps an epoch
@@ -544,11 +530,11 @@ def test_resume_continues_from_last_checkpoint(train_set: Path, tmp_path: Path) 
     common = ["train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
               "--val-manifest", str(train_set), "--out", str(out),
               "--set", "trainer.check_val_every_n_epoch=1"]  # fmt: skip
-    first = medasr(*common, "--max-steps", "4")
+    first = run_cli(*common, "--max-steps", "4", timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     ckpts = out / "medasr" / "run" / "checkpoints"
     assert any("step=4" in p.name for p in ckpts.glob("*last.ckpt"))
-    second = medasr(*common, "--max-steps", "8", "--resume")
+    second = run_cli(*common, "--max-steps", "8", "--resume", timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming training from checkpoint" in second.stderr + second.stdout
     assert any("step=8" in p.name for p in ckpts.glob("*last.ckpt"))

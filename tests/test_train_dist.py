@@ -80,7 +80,7 @@ def test_local_rank_zero_runs_first_and_the_others_wait(tmp_path: Path, launcher
     ``slurm`` starts them the way srun does (SLURM_* variables, no MASTER_ADDR): the
     rendezvous address comes from SLURM_NODELIST as in Lightning's SLURMEnvironment.
     """
-    from conftest import free_port
+    from helpers import free_port
 
     marker = tmp_path / "marker"
     port = str(free_port())
