@@ -49,14 +49,14 @@ def _lift_cuda_checks() -> None:
 
 
 def _force_deepspeed() -> None:
-    from medasr_cli.train import devices, run
+    from medasr_cli.train import devices, trainer
 
     def build_strategy(name: str, accelerator: str, *args: Any, **kwargs: Any) -> Any:
         ds_cfg = args[2] if len(args) > 2 else kwargs["ds_cfg"]
         return devices.deepspeed_strategy(ds_cfg)
 
-    run.build_strategy = build_strategy  # type: ignore[assignment]
-    run.resolve_precision = lambda precision, accelerator, deepspeed=False: precision  # type: ignore[assignment]
+    trainer.build_strategy = build_strategy  # type: ignore[assignment]
+    trainer.resolve_precision = lambda precision, accelerator, deepspeed=False: precision  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SENTENCES, cli_env, error_lines, espeak_to_wav, free_port, run_cli
+from helpers import (
+    SENTENCES,
+    cli_env,
+    error_lines,
+    espeak_to_wav,
+    free_port,
+    one_error_line,
+    run_cli,
+)
 from medasr_cli.core.errors import InputError
 
 pytest.importorskip("nemo.collections.asr")
@@ -231,7 +239,7 @@ def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
     import torch
     from nemo.collections.asr.models import ASRModel
 
-    from medasr_cli.train.run import zero_checkpoint_weights
+    from medasr_cli.train.checkpoint import zero_checkpoint_weights
 
     out = tmp_path / "run"
     harness = Path(__file__).with_name("deepspeed_cpu_harness.py")
@@ -261,35 +269,28 @@ def test_deepspeed_strategy_trains_and_consolidates_zero_checkpoints(
     assert sum(same(p) for p in zero_dirs) >= 1
 
 
-def test_cpu_falls_back_from_deepspeed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import logging
+def test_strategy_auto_is_deepspeed_on_gpu_and_ddp_on_cpu(train_set: Path, tmp_path: Path) -> None:
+    """The shipped default says what it means: ``auto`` = DeepSpeed on GPUs, DDP over gloo on
+    CPU; ``deepspeed`` on CPU is refused however it was asked for (flag, --set or a YAML)."""
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
-    from lightning.pytorch.strategies import DDPStrategy
-
-    from medasr_cli.train import devices
+    from medasr_cli.train.config import load_train_config
     from medasr_cli.train.devices import build_strategy
 
-    # Listen on the module's own logger: other tests in the same process configure logging
-    # (the CLI's Rich set-up, uvicorn's dictConfig), which can detach it from caplog.
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Collect(level=logging.WARNING)
-    monkeypatch.setattr(devices.log, "disabled", False)
-    monkeypatch.setattr(devices.log, "level", logging.WARNING)
-    devices.log.addHandler(handler)
-    try:
-        assert build_strategy("deepspeed", "cpu", 1, 1, {}) == "auto"
-        multi = build_strategy("deepspeed", "cpu", 2, 1, {})
-    finally:
-        devices.log.removeHandler(handler)
+    assert load_train_config().trainer.strategy == "auto"
+    ds = dict(load_train_config().deepspeed)
+    assert isinstance(build_strategy("auto", "gpu", 1, 1, ds), DeepSpeedStrategy)
+    assert build_strategy("auto", "cpu", 1, 1, {}) == "auto"
+    multi = build_strategy("auto", "cpu", 2, 1, {})
     assert isinstance(multi, DDPStrategy) and multi._process_group_backend == "gloo"
-    assert any("DeepSpeed needs CUDA" in m for m in messages)
     with pytest.raises(InputError, match="needs CUDA GPUs"):
-        build_strategy("deepspeed", "cpu", 1, 1, {}, explicit=True)
+        build_strategy("deepspeed", "cpu", 1, 1, {})
+    user = tmp_path / "mine.yaml"
+    user.write_text("trainer:\n  strategy: deepspeed\n")
+    proc = run_cli("train", "--config", str(user), "--train-manifest", str(train_set),
+                   "--val-manifest", str(train_set), "--out", str(tmp_path / "run"))  # fmt: skip
+    assert proc.returncode == 2
+    assert "needs CUDA GPUs" in one_error_line(proc, "error")
 
 
 @pytest.mark.slow
@@ -322,7 +323,7 @@ def test_bad_inputs_are_one_line(train_set: Path, tmp_path: Path) -> None:
 
 
 def test_replay_is_a_fresh_draw_every_epoch(train_set: Path, tmp_path: Path) -> None:
-    from medasr_cli.train.run import ReplayMix
+    from medasr_cli.train.data import ReplayMix
 
     general = tmp_path / "general.jsonl"
     rows = [json.loads(x) for x in train_set.read_text().splitlines()]
@@ -497,7 +498,7 @@ def test_lightning_launches_the_other_local_processes(train_set: Path, tmp_path:
                    "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "4",
                    "--set", "trainer.check_val_every_n_epoch=2", timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = proc.stdout + proc.stderr
+    log = (out / "train.log").read_text()  # Lightning's INFO lines: the run's log, not the terminal
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     assert "loss=" in proc.stdout and "utt/s=" in proc.stdout  # the progress bar's metrics
     assert (out / "model.nemo").is_file()

@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from medasr_cli.cli.common import console, err_console
+from medasr_cli.cli.common import console, state
 from medasr_cli.core.errors import InputError
+from medasr_cli.core.logging import library_logs_to
 
 HELP = (
     "Fine-tune Parakeet TDT with NeMo + Lightning (DeepSpeed stage 2 on GPUs), tracked in MLflow."
@@ -103,7 +104,7 @@ def train_command(
     strategy: str | None = typer.Option(
         None,
         "--strategy",
-        help="deepspeed (default on GPU) | ddp | auto. CPU falls back to DDP over gloo.",
+        help="auto (default): DeepSpeed on GPUs, DDP over gloo on CPU | deepspeed (GPUs only) | ddp.",
     ),
     freeze_encoder_layers: int | None = typer.Option(
         None,
@@ -162,48 +163,29 @@ def train_command(
         console.print(to_yaml(cfg), highlight=False, markup=False)
         return
     train, val, tests = _manifests(data, train_manifest, val_manifest, test_manifest)
-    from medasr_cli.train.run import check_manifest, run_training
+    from medasr_cli.train.run import run_training
 
-    for test in tests:  # before training, not after hours of it
-        check_manifest(test, "test")
-    if cfg.replay.manifest and not tests:
-        err_console.print(
-            "[yellow]warning: --replay without --test-manifest: pass a domain and a "
-            "general-domain test set to see whether general WER held up[/]"
-        )
-
-    result = run_training(
-        cfg, train_manifest=train, val_manifest=val, out_dir=out, resume=resume,
-        mlflow_uri=mlflow_uri, tokenizer=tokenizer,
-        explicit_strategy=strategy == "deepspeed" or "trainer.strategy=deepspeed" in set_,
-    )  # fmt: skip
+    with library_logs_to(out / "train.log", verbose=state.verbose):
+        result = run_training(
+            cfg, train_manifest=train, val_manifest=val, out_dir=out, test_manifests=tests,
+            resume=resume, mlflow_uri=mlflow_uri, tokenizer=tokenizer,
+        )  # fmt: skip
     if result.nemo_path is None:
         return  # not rank 0
-    t = Table(title="medasr train")
-    t.add_column("")
-    t.add_column("")
-    t.add_row("model", str(result.nemo_path))
-    t.add_row("best checkpoint", str(result.best_checkpoint))
-    t.add_row(
-        "best val WER", "—" if result.best_val_wer is None else f"{100 * result.best_val_wer:.1f}%"
-    )
-    t.add_row("MLflow run", str(result.mlflow_run_id))
+    table = Table(title="medasr train")
+    table.add_column("")
+    table.add_column("")
+    table.add_row("model", str(result.nemo_path))
+    table.add_row("best checkpoint", str(result.best_checkpoint))
+    best = result.best_val_wer
+    table.add_row("best val WER", "—" if best is None else f"{100 * best:.1f}%")
+    table.add_row("MLflow run", str(result.mlflow_run_id))
     if result.utts_per_sec:
-        t.add_row(
+        table.add_row(
             "throughput",
             f"{result.utts_per_sec:.1f} utt/s, {result.audio_sec_per_sec:.1f} audio-s/s",
         )
-    console.print(t)
-    for test, name in zip(tests, _report_names(tests), strict=True):
-        from medasr_cli.evaluate.run import run_eval, write_report
-
-        report = run_eval(test, model=str(result.nemo_path), device="auto")
-        write_report(report, out / f"eval_{name}.json")
-        console.print(f"{test}: WER {100 * report.overall.wer:.1f}% -> {out / f'eval_{name}.json'}")
-
-
-def _report_names(tests: list[Path]) -> list[str]:
-    """``eval_NAME.json`` names: the manifest's stem, with its folder where stems repeat."""
-    stems = [t.stem for t in tests]
-    names = [f"{t.parent.name}_{t.stem}" if stems.count(t.stem) > 1 else t.stem for t in tests]
-    return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
+    table.add_row("log", str(out / "train.log"))
+    console.print(table)
+    for test in result.tests:
+        console.print(f"{test.manifest}: WER {100 * test.wer:.1f}% -> {test.report}")

@@ -37,6 +37,7 @@ class ValidationReport:
     ok: int = 0
     hours: float = 0.0
     problems: list[Problem] = field(default_factory=list)
+    entries: list[ManifestEntry] = field(default_factory=list)  # the lines without problems
 
 
 def load_charset(charset: str | None, tokenizer: str | None) -> set[str] | None:
@@ -125,6 +126,7 @@ def validate_manifest(
         if len(report.problems) == before:
             report.ok += 1
             report.hours += entry.duration / 3600
+            report.entries.append(entry)
     if report.lines == 0:
         bad(0, "the manifest is empty")
     return report

@@ -17,6 +17,7 @@ from typing import Any
 
 from medasr_cli.core.config import packaged_names, packaged_yaml
 from medasr_cli.core.errors import InputError, require
+from medasr_cli.core.logging import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,11 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int) -> Pat
         size = vocab_size
         while True:
             try:
-                create_spt_model(
-                    str(corpus), size, sample_size=-1, do_lower_case=False,
-                    tokenizer_type="bpe", output_dir=str(out_dir),
-                )  # fmt: skip
+                with native_stderr_to_log(log):  # SentencePiece's trainer writes to fd 2
+                    create_spt_model(
+                        str(corpus), size, sample_size=-1, do_lower_case=False,
+                        tokenizer_type="bpe", output_dir=str(out_dir),
+                    )  # fmt: skip
                 break
             except RuntimeError as exc:  # "Vocabulary size too high" on small corpora
                 if "Vocabulary size" not in str(exc) or size <= 16:

@@ -61,6 +61,7 @@ class MetricsProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, int | str | float | dict]:
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
+        items.pop("train_step_timing in s", None)  # NeMo's, for its own bar; utt/s says more
         metrics = trainer.callback_metrics
         for key, label, fmt in self.SHOWN:
             if key in metrics:

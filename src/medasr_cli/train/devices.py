@@ -1,9 +1,9 @@
 """Accelerator, strategy and precision for the Lightning Trainer.
 
-On GPUs the default is DeepSpeed ZeRO stage 2 with every option of the config
-passed to Lightning's ``DeepSpeedStrategy``. Lightning refuses DeepSpeed
-without CUDA, so on CPU training falls back to DDP over gloo (with a warning),
-or fails clearly if the user asked for DeepSpeed explicitly.
+The default strategy, ``auto``, is DeepSpeed ZeRO stage 2 on GPUs with every
+option of the config's ``deepspeed`` section passed to Lightning's
+``DeepSpeedStrategy``. Lightning refuses DeepSpeed without CUDA, so on CPU
+``auto`` is DDP over gloo, and an explicit ``deepspeed`` fails clearly.
 """
 
 from __future__ import annotations
@@ -124,32 +124,28 @@ def deepspeed_precision(strategy: Any, precision: Any) -> Any:
 
 
 def build_strategy(
-    name: str,
-    accelerator: str,
-    num_nodes: int,
-    devices: Any,
-    ds_cfg: dict[str, Any],
-    *,
-    explicit: bool = False,
+    name: str, accelerator: str, num_nodes: int, devices: Any, ds_cfg: dict[str, Any]
 ) -> Any:
-    """A Lightning strategy object (or ``"auto"``) for ``name`` on ``accelerator``."""
+    """A Lightning strategy object (or ``"auto"``) for ``name`` on ``accelerator``.
+
+    ``auto`` (the shipped default) is DeepSpeed with the config's ``deepspeed``
+    section on GPUs, and on CPU DDP over gloo when there are several processes
+    (one process needs no strategy). ``deepspeed`` asks for DeepSpeed and is an
+    error without CUDA; ``ddp`` is DDP on either.
+    """
     from lightning.pytorch.strategies import DDPStrategy
 
-    if name not in ("deepspeed", "ddp", "auto"):
-        raise InputError(f"--strategy: unknown strategy '{name}' (deepspeed, ddp or auto)")
+    if name not in ("auto", "deepspeed", "ddp"):
+        raise InputError(f"--strategy: unknown strategy '{name}' (auto, deepspeed or ddp)")
     multi = num_nodes * (devices if isinstance(devices, int) and devices > 0 else 1) > 1
     multi = multi or dist_env().world_size > 1
     if accelerator == "cpu":
         if name == "deepspeed":
-            if explicit:
-                raise InputError(
-                    "--strategy deepspeed needs CUDA GPUs (Lightning's DeepSpeedStrategy refuses "
-                    "to run on CPU); use --strategy ddp or auto on this machine"
-                )
-            log.warning("DeepSpeed needs CUDA: training on CPU with DDP over gloo instead")
+            raise InputError(
+                "--strategy deepspeed needs CUDA GPUs (Lightning's DeepSpeedStrategy refuses "
+                "to run on CPU); use --strategy auto (DDP over gloo on CPU) or ddp"
+            )
         return DDPStrategy(process_group_backend="gloo") if multi else "auto"
-    if name == "deepspeed":
+    if name in ("auto", "deepspeed"):
         return deepspeed_strategy(ds_cfg)
-    if name == "ddp" or multi:
-        return DDPStrategy(process_group_backend="nccl", find_unused_parameters=False)
-    return "auto"
+    return DDPStrategy(process_group_backend="nccl", find_unused_parameters=False)
