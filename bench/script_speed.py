@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medasr_cli.lexicon import LexiconOptions, build_lexicon
-from medasr_cli.llm import BackendConfig, create_backend
+from medasr_cli.lexicon import LexiconRequest, build_lexicon
+from medasr_cli.llm import BackendOptions, create_backend
 from medasr_cli.llm.stub_server import StubChatServer, StubReply, template_responder
 from medasr_cli.llm.template import TemplateBackend
-from medasr_cli.script import ScriptOptions, generate_scripts
+from medasr_cli.script import ScriptRequest, generate_scripts
 
 
 def _machine() -> str:
@@ -36,7 +36,7 @@ def _machine() -> str:
 def bench_template(terms: list[Any], per_term: int, tmp: Path) -> dict[str, Any]:
     out = tmp / "template.jsonl"
     start = time.perf_counter()
-    result = generate_scripts(terms, out, TemplateBackend(), ScriptOptions(per_term=per_term))
+    result = generate_scripts(terms, out, TemplateBackend(), ScriptRequest(per_term=per_term))
     seconds = time.perf_counter() - start
     return {
         "bench": "script",
@@ -62,13 +62,13 @@ def bench_openai(
     os.environ.setdefault("MEDASR_BENCH_KEY", "sk-bench")
     out = tmp / f"openai-{latency_ms:g}.jsonl"
     with StubChatServer(responder) as server:
-        config = BackendConfig(
+        config = BackendOptions(
             model="stub", base_url=server.base_url, api_key_env="MEDASR_BENCH_KEY",
             concurrency=concurrency, timeout=30, retries=0,
         )  # fmt: skip
         backend = create_backend("openai", config)
         start = time.perf_counter()
-        result = generate_scripts(terms, out, backend, ScriptOptions(per_term=1, max_terms=1))
+        result = generate_scripts(terms, out, backend, ScriptRequest(per_term=1, max_terms=1))
         seconds = time.perf_counter() - start
         backend.close()
         requests = server.requests
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency", type=float, default=100.0, help="simulated model ms")
     args = parser.parse_args()
-    terms = build_lexicon(LexiconOptions(seed=True, limit=max(args.terms, args.requests))).terms
+    terms = build_lexicon(LexiconRequest(seed=True, limit=max(args.terms, args.requests))).terms
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(bench_template(terms[: args.terms], args.per_term, Path(tmp))))
         for latency in (0.0, args.latency):

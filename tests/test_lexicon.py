@@ -16,7 +16,7 @@ from medasr_cli.core.terms import load_terms
 from medasr_cli.core.text import get_normalizer
 from medasr_cli.evaluate.metrics import Pair, evaluate_pairs
 from medasr_cli.evaluate.run import write_report
-from medasr_cli.lexicon import LexiconOptions, build_lexicon, spoken_forms, write_lexicon
+from medasr_cli.lexicon import LexiconRequest, build_lexicon, spoken_forms, write_lexicon
 from medasr_cli.lexicon.select import is_common
 from medasr_cli.lexicon.sources import _seed_rows, common_words, load_seed
 
@@ -128,7 +128,7 @@ def eval_report(tmp_path: Path) -> Path:
 
 
 def test_from_eval_keeps_low_recall_terms_ranked(eval_report: Path) -> None:
-    result = build_lexicon(LexiconOptions(from_eval=eval_report, max_recall=0.8, min_occurrences=2))
+    result = build_lexicon(LexiconRequest(from_eval=eval_report, max_recall=0.8, min_occurrences=2))
     assert [t.text for t in result.terms] == ["metoprolol", "haematoma"]
     assert result.terms[0].prior_recall == 0.0
     assert result.terms[1].prior_recall == 0.5
@@ -143,7 +143,7 @@ def test_from_eval_merges_with_a_term_file_and_the_seed(eval_report: Path, tmp_p
     user = tmp_path / "mine.txt"
     user.write_text("hematoma\tcondition\nApixaban\tdrug\nfemur\tanatomy\n", encoding="utf-8")
     result = build_lexicon(
-        LexiconOptions(
+        LexiconRequest(
             terms_files=[user], from_eval=eval_report, seed=True, max_recall=0.8,
             categories=["condition", "drug"], exclude_common=True, limit=30,
         )
@@ -162,20 +162,20 @@ def test_from_eval_merges_with_a_term_file_and_the_seed(eval_report: Path, tmp_p
 def test_exclude_common_and_limit(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     f.write_text("heart\tanatomy\nkidney stone\tcondition\nmetoprolol\tdrug\nfemur\tanatomy\n")
-    result = build_lexicon(LexiconOptions(terms_files=[f], exclude_common=True))
+    result = build_lexicon(LexiconRequest(terms_files=[f], exclude_common=True))
     assert sorted(t.text for t in result.terms) == ["femur", "metoprolol"]
-    result = build_lexicon(LexiconOptions(terms_files=[f], limit=1))
+    result = build_lexicon(LexiconRequest(terms_files=[f], limit=1))
     assert len(result.terms) == 1 and result.dropped["over --limit"] == 3
 
 
 def test_pronunciations_user_file_overrides_bundled(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     f.write_text("metoprolol\tdrug\napixaban\tdrug\n")
-    default = build_lexicon(LexiconOptions(terms_files=[f]))
+    default = build_lexicon(LexiconRequest(terms_files=[f]))
     assert {t.text: t.pronunciation for t in default.terms}["metoprolol"] == "meh-TOH-pruh-lol"
     pron = tmp_path / "pronunciations.tsv"
     pron.write_text("# mine\nmetoprolol\tmet-OH-proh-lol\n")
-    mine = build_lexicon(LexiconOptions(terms_files=[f], pronunciations=pron))
+    mine = build_lexicon(LexiconRequest(terms_files=[f], pronunciations=pron))
     table = {t.text: t.pronunciation for t in mine.terms}
     assert table == {"metoprolol": "met-OH-proh-lol", "apixaban": "uh-PIX-uh-ban"}
 
@@ -183,12 +183,12 @@ def test_pronunciations_user_file_overrides_bundled(tmp_path: Path) -> None:
 def test_hunspell_source(tmp_path: Path) -> None:
     dic = tmp_path / "med.dic"
     dic.write_text("3\nmetoprolol/M\nspherocytosis\nab\n")
-    result = build_lexicon(LexiconOptions(hunspell=dic))
+    result = build_lexicon(LexiconRequest(hunspell=dic))
     assert sorted(t.text for t in result.terms) == ["metoprolol", "spherocytosis"]
 
 
 def test_outputs_are_readable_by_load_terms(eval_report: Path, tmp_path: Path) -> None:
-    result = build_lexicon(LexiconOptions(from_eval=eval_report, max_recall=0.8, min_occurrences=2))
+    result = build_lexicon(LexiconRequest(from_eval=eval_report, max_recall=0.8, min_occurrences=2))
     txt, jsonl = write_lexicon(result, tmp_path / "lex")
     assert [(t.text, t.category) for t in load_terms(txt)] == [
         ("metoprolol", TermCategory.drug),
@@ -259,6 +259,6 @@ def test_eval_report_of_the_wrong_shape_is_one_line_exit_2(
 
 def test_no_source_and_bad_category_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no term source"):
-        build_lexicon(LexiconOptions())
+        build_lexicon(LexiconRequest())
     with pytest.raises(InputError, match="unknown category 'drugs'"):
-        build_lexicon(LexiconOptions(seed=True, categories=["drugs"]))
+        build_lexicon(LexiconRequest(seed=True, categories=["drugs"]))

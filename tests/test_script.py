@@ -14,13 +14,13 @@ from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import read_records
 from medasr_cli.core.records import Script, Term, TermCategory
 from medasr_cli.core.spoken import with_spoken_forms
-from medasr_cli.lexicon import LexiconOptions, build_lexicon
+from medasr_cli.lexicon import LexiconRequest, build_lexicon
 from medasr_cli.llm import BACKENDS, create_backend
-from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest, generator_info
+from medasr_cli.llm.base import DictationRequest, Outcome, ScriptBackend, generator_info
 from medasr_cli.llm.match import missing_terms, term_present
 from medasr_cli.llm.prompts import load_prompt
 from medasr_cli.llm.template import TemplateBackend, compose
-from medasr_cli.script import ScriptOptions, generate_scripts, in_shard, parse_shard, plan_requests
+from medasr_cli.script import ScriptRequest, generate_scripts, in_shard, parse_shard, plan_requests
 from medasr_cli.script.dedup import Deduper, jaccard, shingles
 
 TERMS = [
@@ -58,7 +58,7 @@ def test_plan_covers_every_term_exactly_per_term_times() -> None:
 
 def test_template_dictations_contain_their_terms_and_are_deterministic(tmp_path: Path) -> None:
     out = tmp_path / "scripts.jsonl"
-    result = generate_scripts(TERMS, out, TemplateBackend(), ScriptOptions(per_term=5, seed=3))
+    result = generate_scripts(TERMS, out, TemplateBackend(), ScriptRequest(per_term=5, seed=3))
     records = _records(out)
     assert result.written == len(records) == result.planned and not result.failures
     for rec in records:
@@ -72,17 +72,17 @@ def test_template_dictations_contain_their_terms_and_are_deterministic(tmp_path:
     assert all(coverage[t.text] >= 5 for t in TERMS)
     assert not result.short()
     again = tmp_path / "again.jsonl"
-    generate_scripts(TERMS, again, TemplateBackend(), ScriptOptions(per_term=5, seed=3))
+    generate_scripts(TERMS, again, TemplateBackend(), ScriptRequest(per_term=5, seed=3))
     assert again.read_bytes() == out.read_bytes()
     other = tmp_path / "other.jsonl"
-    generate_scripts(TERMS, other, TemplateBackend(), ScriptOptions(per_term=5, seed=4))
+    generate_scripts(TERMS, other, TemplateBackend(), ScriptRequest(per_term=5, seed=4))
     assert {r.text for r in _records(other)}.isdisjoint({r.text for r in records})
 
 
 def test_template_uses_abbreviations_dosages_and_several_note_types() -> None:
     texts = []
     for i, note in enumerate(["discharge summary", "referral letter", "operative note"]):
-        req = ScriptRequest(f"x{i}", tuple(TERMS[6:9]), note, "cardiology", "terse", seed=1)
+        req = DictationRequest(f"x{i}", tuple(TERMS[6:9]), note, "cardiology", "terse", seed=1)
         texts.append(compose(req))
     assert texts[0].startswith(("Discharge summary", "Mr", "Mrs", "Ms"))
     assert "Dear" in texts[1] or "grateful for your opinion" in texts[1]
@@ -93,7 +93,7 @@ def test_template_uses_abbreviations_dosages_and_several_note_types() -> None:
 
 def test_resume_appends_only_what_is_missing(tmp_path: Path) -> None:
     out = tmp_path / "scripts.jsonl"
-    opts = ScriptOptions(per_term=3, seed=1)
+    opts = ScriptRequest(per_term=3, seed=1)
     full = generate_scripts(TERMS, out, TemplateBackend(), opts)
     lines = out.read_text().splitlines(keepends=True)
     # keep half, and leave a torn last line as a crash would
@@ -107,13 +107,13 @@ def test_resume_appends_only_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_shards_partition_the_run(tmp_path: Path) -> None:
-    opts = ScriptOptions(per_term=4, seed=2)
+    opts = ScriptRequest(per_term=4, seed=2)
     generate_scripts(TERMS, tmp_path / "all.jsonl", TemplateBackend(), opts)
     whole = {(r.id, r.text) for r in _records(tmp_path / "all.jsonl")}
     parts: list[set[tuple[str, str]]] = []
     for k in (1, 2, 3):
         path = tmp_path / f"part{k}.jsonl"
-        shard_opts = ScriptOptions(per_term=4, seed=2, shard=(k, 3))
+        shard_opts = ScriptRequest(per_term=4, seed=2, shard=(k, 3))
         result = generate_scripts(TERMS, path, TemplateBackend(), shard_opts)
         assert not result.short()  # coverage is checked against this shard's own plan
         parts.append({(r.id, r.text) for r in _records(path)} if path.exists() else set())
@@ -168,7 +168,7 @@ class _SameTextBackend:
     def __init__(self) -> None:
         self.calls = 0
 
-    def generate(self, requests: Sequence[ScriptRequest]) -> Iterator[Outcome]:
+    def generate(self, requests: Sequence[DictationRequest]) -> Iterator[Outcome]:
         for req in requests:
             self.calls += 1
             text = "Metoprolol and apixaban " + " ".join(req.term_texts) + " as discussed today."
@@ -183,7 +183,7 @@ def test_duplicates_are_regenerated_then_reported_never_written(tmp_path: Path) 
     backend = _SameTextBackend()
     assert isinstance(backend, ScriptBackend)
     out = tmp_path / "s.jsonl"
-    opts = ScriptOptions(per_term=2, max_terms=1, max_variants=3)
+    opts = ScriptRequest(per_term=2, max_terms=1, max_variants=3)
     result = generate_scripts(terms, out, backend, opts)
     texts = [r.text for r in _records(out)]
     assert len(texts) == len(set(texts)) == result.written == 3  # one per distinct term
@@ -218,7 +218,7 @@ def test_registry_and_prompt_validation(tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_text('System.\n---\n$terms $note_type $specialty $style {"json": 1} costs $$5')
     prompt = load_prompt(good)
-    req = ScriptRequest("r", (TERMS[0],), "history", "cardiology", "formal", 0)
+    req = DictationRequest("r", (TERMS[0],), "history", "cardiology", "formal", 0)
     system, user = prompt.messages(req)
     assert system["content"] == "System." and '"metoprolol" (drug)' in user["content"]
     assert user["content"].endswith('{"json": 1} costs $5')
@@ -275,7 +275,7 @@ def test_cli_empty_or_binary_terms_file(tmp_path: Path) -> None:
 
 
 def test_seed_lexicon_feeds_the_template_backend(tmp_path: Path) -> None:
-    lexicon = build_lexicon(LexiconOptions(seed=True, limit=300))
+    lexicon = build_lexicon(LexiconRequest(seed=True, limit=300))
     out = tmp_path / "s.jsonl"
-    result = generate_scripts(lexicon.terms, out, TemplateBackend(), ScriptOptions(per_term=1))
+    result = generate_scripts(lexicon.terms, out, TemplateBackend(), ScriptRequest(per_term=1))
     assert not result.failures and not result.short()

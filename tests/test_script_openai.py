@@ -22,9 +22,9 @@ from helpers import cli_env, one_error_line, run_cli
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import read_records
 from medasr_cli.core.records import Script, Term, TermCategory
-from medasr_cli.llm import BackendConfig, create_backend
+from medasr_cli.llm import BackendOptions, create_backend
 from medasr_cli.llm.stub_server import StubChatServer, StubReply, prompt_terms, template_responder
-from medasr_cli.script import ScriptOptions, generate_scripts
+from medasr_cli.script import ScriptRequest, generate_scripts
 
 TERMS = [
     Term(text=name, category=TermCategory.drug)
@@ -78,7 +78,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDASR_TEST_KEY", "sk-test")
 
 
-def _config(server: StubChatServer, **kw: Any) -> BackendConfig:
+def _config(server: StubChatServer, **kw: Any) -> BackendOptions:
     base: dict[str, Any] = {
         "model": "stub-model",
         "base_url": server.base_url,
@@ -91,7 +91,7 @@ def _config(server: StubChatServer, **kw: Any) -> BackendConfig:
         "temperature": 0.7,
     }
     base.update(kw)
-    return BackendConfig(**base)
+    return BackendOptions(**base)
 
 
 def test_retries_and_error_reporting(
@@ -101,7 +101,7 @@ def test_retries_and_error_reporting(
     backend = create_backend("openai", _config(server))
     out = tmp_path / "scripts.jsonl"
     try:
-        result = generate_scripts(TERMS, out, backend, ScriptOptions(per_term=1, max_terms=1))
+        result = generate_scripts(TERMS, out, backend, ScriptRequest(per_term=1, max_terms=1))
     finally:
         backend.close()
     records = [s for _, s in read_records(out, Script)]
@@ -129,7 +129,7 @@ def test_transport_failures_are_reported_after_retries(api_key: None, tmp_path: 
     with StubChatServer(always_429) as server:
         backend = create_backend("openai", _config(server, retries=2, max_attempts=2))
         out = tmp_path / "s.jsonl"
-        result = generate_scripts(TERMS[:2], out, backend, ScriptOptions(per_term=1, max_terms=1))
+        result = generate_scripts(TERMS[:2], out, backend, ScriptRequest(per_term=1, max_terms=1))
         backend.close()
         assert server.requests == 2 * 2 * 3  # 2 requests x 2 attempts x (1 + 2 retries)
     assert len(result.failures) == 2 and all("HTTP 429" in (f.error or "") for f in result.failures)
@@ -155,7 +155,7 @@ def test_concurrency_limit_is_respected(api_key: None, tmp_path: Path) -> None:
     with StubChatServer(slow) as server:
         backend = create_backend("openai", _config(server, concurrency=3, timeout=5))
         start = time.perf_counter()
-        opts = ScriptOptions(per_term=1, max_terms=1)
+        opts = ScriptRequest(per_term=1, max_terms=1)
         result = generate_scripts(terms, tmp_path / "s.jsonl", backend, opts)
         elapsed = time.perf_counter() - start
         backend.close()
@@ -240,4 +240,4 @@ def test_cli_prompt_file_missing_placeholders(terms_file: Path, tmp_path: Path) 
 
 def test_missing_model_is_an_input_error(api_key: None) -> None:
     with pytest.raises(InputError, match="--model is required"):
-        create_backend("openai", BackendConfig(api_key_env="MEDASR_TEST_KEY"))
+        create_backend("openai", BackendOptions(api_key_env="MEDASR_TEST_KEY"))

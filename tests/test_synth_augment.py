@@ -13,7 +13,7 @@ import soundfile as sf
 from medasr_cli.synth.config import load_config
 from medasr_cli.synth.noise import scan_noise, scan_rirs
 from medasr_cli.synth.noisebank import build_noise_bank
-from medasr_cli.synth.render import Job, Renderer, RenderSettings
+from medasr_cli.synth.render import Job, Renderer, RenderOptions
 from medasr_cli.tts import EngineOptions, VoiceSpec
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng missing")
@@ -41,7 +41,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _renderer(out: Path, bank: Path, overrides: list[str]) -> Renderer:
-    settings = RenderSettings(
+    settings = RenderOptions(
         out_dir=str(out),
         config=load_config(overrides=overrides),
         engine_options=EngineOptions(),
@@ -163,7 +163,7 @@ def test_measured_impulse_responses_from_rir_dir(tmp_path: Path, bank: Path) -> 
     rir = np.random.default_rng(0).standard_normal(len(t)) * np.exp(-t * 20) * 0.1
     rir[40] = 1.0  # direct path after 5 ms of silence
     sf.write(rirs / "room1.wav", rir.astype(np.float32), 8000)  # resampled to 16 kHz on load
-    settings = RenderSettings(
+    settings = RenderOptions(
         out_dir=str(tmp_path),
         config=load_config(overrides=["augment.reverb.p=1"]),
         engine_options=EngineOptions(),

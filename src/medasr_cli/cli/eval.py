@@ -98,9 +98,9 @@ def eval_command(
         plot_report(result, plot)
 
 
-def _print_summary(r: EvalReport, show_terms: int) -> None:
-    o = r.overall
-    t = Table(title=f"eval ({r.normalizer} normaliser)")
+def _print_summary(report: EvalReport, show_terms: int) -> None:
+    overall = report.overall
+    table = Table(title=f"eval ({report.normalizer} normaliser)")
     for col in (
         "utterances",
         "words",
@@ -112,33 +112,34 @@ def _print_summary(r: EvalReport, show_terms: int) -> None:
         "term recall",
         "term precision",
     ):
-        t.add_column(col, justify="right")
-    t.add_row(
-        str(o.utterances), str(o.ref_words), _pct(o.wer), _pct(o.cer), str(o.substitutions),
-        str(o.deletions), str(o.insertions), _pct(r.terms.recall), _pct(r.terms.precision),
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(overall.utterances), str(overall.ref_words), _pct(overall.wer), _pct(overall.cer),
+        str(overall.substitutions), str(overall.deletions), str(overall.insertions),
+        _pct(report.terms.recall), _pct(report.terms.precision),
     )  # fmt: skip
-    console.print(t)
-    if r.per_category:
-        c = Table(title="terms by category")
+    console.print(table)
+    if report.per_category:
+        categories = Table(title="terms by category")
         for col in ("category", "expected", "hits", "false +", "recall", "precision"):
-            c.add_column(col, justify="left" if col == "category" else "right")
-        for row in r.per_category:
-            c.add_row(row.category or "", str(row.expected), str(row.hits),
-                      str(row.false_positives), _pct(row.recall), _pct(row.precision))  # fmt: skip
-        console.print(c)
-    if r.per_term and show_terms:
-        tt = Table(title=f"lowest-recall terms (of {len(r.per_term)})")
+            categories.add_column(col, justify="left" if col == "category" else "right")
+        for row in report.per_category:
+            categories.add_row(row.category or "", str(row.expected), str(row.hits),
+                               str(row.false_positives), _pct(row.recall), _pct(row.precision))  # fmt: skip
+        console.print(categories)
+    if report.per_term and show_terms:
+        terms = Table(title=f"lowest-recall terms (of {len(report.per_term)})")
         for col in ("term", "category", "expected", "recall", "heard as"):
-            tt.add_column(col, justify="right" if col in ("expected", "recall") else "left")
-        for row in r.per_term[:show_terms]:
-            tt.add_row(row.term or "", row.category or "", str(row.expected), _pct(row.recall),
-                       ", ".join(row.missed_as[:3]))  # fmt: skip
-        console.print(tt)
-    for field_name, groups in r.breakdowns.items():
-        b = Table(title=f"by {field_name}")
+            terms.add_column(col, justify="right" if col in ("expected", "recall") else "left")
+        for row in report.per_term[:show_terms]:
+            terms.add_row(row.term or "", row.category or "", str(row.expected), _pct(row.recall),
+                          ", ".join(row.missed_as[:3]))  # fmt: skip
+        console.print(terms)
+    for field_name, groups in report.breakdowns.items():
+        breakdown = Table(title=f"by {field_name}")
         for col in (field_name, "utterances", "WER", "CER", "term recall"):
-            b.add_column(col, justify="left" if col == field_name else "right")
-        for g in groups:
-            b.add_row(g.value, str(g.counts.utterances), _pct(g.counts.wer), _pct(g.counts.cer),
-                      _pct(g.terms.recall))  # fmt: skip
-        console.print(b)
+            breakdown.add_column(col, justify="left" if col == field_name else "right")
+        for group in groups:
+            breakdown.add_row(group.value, str(group.counts.utterances), _pct(group.counts.wer),
+                              _pct(group.counts.cer), _pct(group.terms.recall))  # fmt: skip
+        console.print(breakdown)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from medasr_cli.cli.common import console
 from medasr_cli.core.text import NORMALIZERS
-from medasr_cli.lexicon import LexiconOptions, LexiconResult, build_lexicon, write_lexicon
+from medasr_cli.lexicon import LexiconRequest, LexiconResult, build_lexicon, write_lexicon
 
 HELP = "Compile target terms (low eval recall, rare, with spoken forms) into terms.txt + lexicon.jsonl."
 
@@ -61,7 +61,7 @@ def lexicon_command(
     show: int = typer.Option(15, "--show", help="Lowest-recall terms to print."),
 ) -> None:
     """Merge term sources, keep the hard ones, add spoken forms, and write both outputs."""
-    opts = LexiconOptions(
+    request = LexiconRequest(
         terms_files=terms_file,
         seed=seed,
         from_eval=from_eval,
@@ -74,7 +74,7 @@ def lexicon_command(
         normalizer=normalize,
         pronunciations=pronunciations,
     )
-    result = build_lexicon(opts)
+    result = build_lexicon(request)
     txt, jsonl = write_lexicon(result, out)
     _print_summary(result, show)
     console.print(f"wrote [bold]{txt}[/] and [bold]{jsonl}[/]")

@@ -155,24 +155,24 @@ def stats(
     bins: int = typer.Option(10, "--bins", help="Duration histogram bins."),
 ) -> None:
     """Hours, utterance count, duration histogram and per-metadata breakdowns."""
-    s = manifest_stats(manifest, by=by or None, bins=bins)
+    stats = manifest_stats(manifest, by=by or None, bins=bins)
     console.print(
-        f"[bold]{manifest}[/]: {s.utterances} utterances, {s.hours:.3f} h "
-        f"(duration min {s.min_duration:.2f} s, mean {s.mean_duration:.2f} s, "
-        f"max {s.max_duration:.2f} s)"
+        f"[bold]{manifest}[/]: {stats.utterances} utterances, {stats.hours:.3f} h "
+        f"(duration min {stats.min_duration:.2f} s, mean {stats.mean_duration:.2f} s, "
+        f"max {stats.max_duration:.2f} s)"
     )
     hist = Table(title="duration histogram")
     hist.add_column("seconds")
     hist.add_column("count", justify="right")
     hist.add_column("")
-    peak = max((c for _, _, c in s.histogram), default=1) or 1
-    for lo, hi, count in s.histogram:
+    peak = max((c for _, _, c in stats.histogram), default=1) or 1
+    for lo, hi, count in stats.histogram:
         hist.add_row(f"{lo:6.2f} – {hi:6.2f}", str(count), "█" * round(30 * count / peak))
     console.print(hist)
-    for field_name, groups in s.breakdowns.items():
-        t = Table(title=f"by {field_name}")
+    for field_name, groups in stats.breakdowns.items():
+        table = Table(title=f"by {field_name}")
         for col in (field_name, "utterances", "hours"):
-            t.add_column(col, justify="left" if col == field_name else "right")
+            table.add_column(col, justify="left" if col == field_name else "right")
         for value, g in groups.items():
-            t.add_row(value, str(g.utterances), f"{g.hours:.3f}")
-        console.print(t)
+            table.add_row(value, str(g.utterances), f"{g.hours:.3f}")
+        console.print(table)

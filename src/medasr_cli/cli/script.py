@@ -10,9 +10,9 @@ from rich.table import Table
 from medasr_cli.cli.common import console, err_console, progress_bar
 from medasr_cli.core.errors import MedasrError
 from medasr_cli.core.terms import load_terms
-from medasr_cli.llm import BACKENDS, BackendConfig, create_backend, grammar
+from medasr_cli.llm import BACKENDS, BackendOptions, create_backend, grammar
 from medasr_cli.script import (
-    ScriptOptions,
+    ScriptRequest,
     ScriptRunResult,
     generate_scripts,
     parse_shard,
@@ -79,7 +79,7 @@ def script_command(
 ) -> None:
     """Plan dictations so each term appears --per-term times, generate the missing ones, append."""
     shard_kn = parse_shard(shard)
-    opts = ScriptOptions(
+    request = ScriptRequest(
         per_term=per_term,
         max_terms=max_terms,
         seed=seed,
@@ -89,7 +89,7 @@ def script_command(
         styles=check_choices(style, grammar.STYLES, "--style"),
     )
     term_list = load_terms(terms)
-    config = BackendConfig(
+    config = BackendOptions(
         model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
         timeout=timeout, retries=retries, max_attempts=max_attempts, temperature=temperature,
         backoff=backoff, prompt_file=prompt_file,
@@ -97,11 +97,11 @@ def script_command(
     gen = create_backend(backend, config)
     try:
         with progress_bar(f"generating ({backend})") as update:
-            result = generate_scripts(term_list, out, gen, opts, progress=update)
+            result = generate_scripts(term_list, out, gen, request, progress=update)
     finally:
         gen.close()
     if report is not None:
-        write_report(result, report, opts)
+        write_report(result, report, request)
     _print_summary(result, out, shard)
     if strict and result.short():
         raise MedasrError(f"{len(result.short())} term(s) fell short of --per-term {per_term}")

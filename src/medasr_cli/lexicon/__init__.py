@@ -2,7 +2,7 @@
 
 from medasr_cli.core.spoken import spoken_forms
 from medasr_cli.lexicon.build import (
-    LexiconOptions,
+    LexiconRequest,
     LexiconResult,
     build_lexicon,
     parse_categories,
@@ -10,7 +10,7 @@ from medasr_cli.lexicon.build import (
 )
 
 __all__ = [
-    "LexiconOptions",
+    "LexiconRequest",
     "LexiconResult",
     "build_lexicon",
     "parse_categories",

@@ -30,7 +30,7 @@ LEXICON_JSONL = "lexicon.jsonl"
 
 
 @dataclass
-class LexiconOptions:
+class LexiconRequest:
     """What to read and how to select; every field has the CLI's default."""
 
     terms_files: Sequence[Path] = ()
@@ -75,43 +75,43 @@ def parse_categories(values: Sequence[str]) -> list[TermCategory]:
     return out
 
 
-def _check_options(opts: LexiconOptions) -> None:
-    if not (opts.terms_files or opts.seed or opts.from_eval or opts.hunspell):
+def _check_options(request: LexiconRequest) -> None:
+    if not (request.terms_files or request.seed or request.from_eval or request.hunspell):
         raise InputError("no term source: give --terms-file, --seed, --from-eval or --hunspell")
-    if opts.max_recall is not None and not 0.0 <= opts.max_recall <= 1.0:
-        raise InputError(f"--max-recall: {opts.max_recall} is not between 0 and 1")
-    if opts.min_occurrences < 1:
+    if request.max_recall is not None and not 0.0 <= request.max_recall <= 1.0:
+        raise InputError(f"--max-recall: {request.max_recall} is not between 0 and 1")
+    if request.min_occurrences < 1:
         raise InputError("--min-occurrences: must be at least 1")
-    if opts.limit is not None and opts.limit < 1:
+    if request.limit is not None and request.limit < 1:
         raise InputError("--limit: must be at least 1")
 
 
-def build_lexicon(opts: LexiconOptions) -> LexiconResult:
+def build_lexicon(request: LexiconRequest) -> LexiconResult:
     """Read every source, merge, select, and attach spoken forms and pronunciations."""
-    _check_options(opts)
-    categories = parse_categories(opts.categories)
+    _check_options(request)
+    categories = parse_categories(request.categories)
     listed: list[Term] = []
-    for path in opts.terms_files:
+    for path in request.terms_files:
         listed += load_term_file(path)
     measured: list[MeasuredTerm] = []
     report_normalizer = None
-    if opts.from_eval is not None:
-        report_normalizer, measured = load_eval_report(opts.from_eval)
-    if opts.seed:
+    if request.from_eval is not None:
+        report_normalizer, measured = load_eval_report(request.from_eval)
+    if request.seed:
         listed += load_seed()
-    if opts.hunspell is not None:
-        listed += load_hunspell(opts.hunspell)
-    normalizer = opts.normalizer or report_normalizer or "whisper"
+    if request.hunspell is not None:
+        listed += load_hunspell(request.hunspell)
+    normalizer = request.normalizer or report_normalizer or "whisper"
     normalize = get_normalizer(normalizer)
     defaults = load_pronunciations()
-    overrides = load_pronunciations(opts.pronunciations) if opts.pronunciations else {}
-    candidates = merge(listed, measured, opts.min_occurrences)
+    overrides = load_pronunciations(request.pronunciations) if request.pronunciations else {}
+    candidates = merge(listed, measured, request.min_occurrences)
     selection = select(
         candidates.values(),
-        max_recall=opts.max_recall,
+        max_recall=request.max_recall,
         categories=categories,
-        exclude_common=opts.exclude_common,
-        limit=opts.limit,
+        exclude_common=request.exclude_common,
+        limit=request.limit,
     )
     terms = []
     occurrences = {}

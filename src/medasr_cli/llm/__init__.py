@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medasr_cli.core.errors import InputError
-from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest
+from medasr_cli.llm.base import DictationRequest, Outcome, ScriptBackend
 
 
 @dataclass(frozen=True)
-class BackendConfig:
+class BackendOptions:
     """Everything any backend may need; each factory reads its own fields."""
 
     model: str | None = None
@@ -33,10 +33,10 @@ class BackendConfig:
     json_mode: bool = True
 
 
-BackendFactory = Callable[[BackendConfig], ScriptBackend]
+BackendFactory = Callable[[BackendOptions], ScriptBackend]
 
 
-def _template(config: BackendConfig) -> ScriptBackend:
+def _template(config: BackendOptions) -> ScriptBackend:
     if config.prompt_file is not None:
         raise InputError("--prompt-file applies to --backend openai only")
     from medasr_cli.llm.template import TemplateBackend
@@ -44,9 +44,9 @@ def _template(config: BackendConfig) -> ScriptBackend:
     return TemplateBackend()
 
 
-def _openai(config: BackendConfig) -> ScriptBackend:
+def _openai(config: BackendOptions) -> ScriptBackend:
     from medasr_cli.core.urls import openai_base_url
-    from medasr_cli.llm.openai_chat import ChatSettings, OpenAIChatBackend
+    from medasr_cli.llm.openai_chat import ChatOptions, OpenAIChatBackend
     from medasr_cli.llm.prompts import load_prompt
 
     prompt = load_prompt(config.prompt_file)  # validate before anything else
@@ -63,7 +63,7 @@ def _openai(config: BackendConfig) -> ScriptBackend:
         raise InputError("--concurrency and --max-attempts must be >= 1, --retries >= 0")
     if config.timeout <= 0:
         raise InputError("--timeout: must be positive")
-    settings = ChatSettings(
+    options = ChatOptions(
         base_url=base_url,
         model=config.model,
         api_key=api_key,
@@ -75,7 +75,7 @@ def _openai(config: BackendConfig) -> ScriptBackend:
         backoff=config.backoff,
         json_mode=config.json_mode,
     )
-    return OpenAIChatBackend(settings, prompt)
+    return OpenAIChatBackend(options, prompt)
 
 
 BACKENDS: dict[str, BackendFactory] = {
@@ -84,19 +84,19 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 
 
-def create_backend(name: str, config: BackendConfig | None = None) -> ScriptBackend:
+def create_backend(name: str, config: BackendOptions | None = None) -> ScriptBackend:
     """Build the backend called ``name``; one clear error for an unknown name or bad setting."""
     factory = BACKENDS.get(name)
     if factory is None:
         raise InputError(f"--backend: unknown backend '{name}' (use {', '.join(BACKENDS)})")
-    return factory(config or BackendConfig())
+    return factory(config or BackendOptions())
 
 
 __all__ = [
     "BACKENDS",
-    "BackendConfig",
+    "BackendOptions",
+    "DictationRequest",
     "Outcome",
     "ScriptBackend",
-    "ScriptRequest",
     "create_backend",
 ]

@@ -1,6 +1,6 @@
 """The contract between ``medasr script`` and its dictation backends.
 
-A backend turns :class:`ScriptRequest` s (which terms, note type, specialty,
+A backend turns :class:`DictationRequest` s (which terms, note type, specialty,
 speaker style, seed) into :class:`Outcome` s: a dictation text with the
 generator's description, or the reason it failed. The orchestrator in
 :mod:`medasr_cli.script` plans requests, removes duplicates and writes records;
@@ -17,7 +17,7 @@ from medasr_cli.core.records import GeneratorInfo, Term
 
 
 @dataclass(frozen=True)
-class ScriptRequest:
+class DictationRequest:
     """One dictation to produce; ``id`` is stable for the same plan, so a re-run can skip it."""
 
     id: str
@@ -28,7 +28,7 @@ class ScriptRequest:
     seed: int
     variant: int = 0  # bumped when an earlier variant was a near-duplicate
 
-    def next_variant(self) -> ScriptRequest:
+    def next_variant(self) -> DictationRequest:
         """The same request asking for a different text."""
         return replace(self, variant=self.variant + 1)
 
@@ -37,7 +37,7 @@ class ScriptRequest:
         return [t.text for t in self.terms]
 
 
-def generator_info(req: ScriptRequest, backend: str, **fields: Any) -> GeneratorInfo:
+def generator_info(req: DictationRequest, backend: str, **fields: Any) -> GeneratorInfo:
     """The record's generator block: backend fields plus the request's note type, style, etc."""
     return GeneratorInfo.model_validate(
         {
@@ -55,7 +55,7 @@ def generator_info(req: ScriptRequest, backend: str, **fields: Any) -> Generator
 class Outcome:
     """What a backend produced for one request: a text, or an error after all retries."""
 
-    request: ScriptRequest
+    request: DictationRequest
     text: str | None = None
     generator: GeneratorInfo | None = None
     error: str | None = None
@@ -72,7 +72,7 @@ class ScriptBackend(Protocol):
 
     name: str
 
-    def generate(self, requests: Sequence[ScriptRequest]) -> Iterator[Outcome]:
+    def generate(self, requests: Sequence[DictationRequest]) -> Iterator[Outcome]:
         """Yield one outcome per request, in any order, as each finishes."""
         ...
 

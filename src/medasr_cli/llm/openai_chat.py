@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.records import GeneratorInfo
 from medasr_cli.core.shard import stable_hash
-from medasr_cli.llm.base import Outcome, ScriptRequest, generator_info
+from medasr_cli.llm.base import DictationRequest, Outcome, generator_info
 from medasr_cli.llm.match import missing_terms
 from medasr_cli.llm.prompts import PromptTemplate
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ChatSettings:
+class ChatOptions:
     """Connection and retry policy of the openai backend."""
 
     base_url: str | None
@@ -66,7 +66,7 @@ class _TransportFailure(Exception):
     """A call that still failed after all transport retries (reported, not fatal)."""
 
 
-def request_seed(req: ScriptRequest, attempt: int) -> int:
+def request_seed(req: DictationRequest, attempt: int) -> int:
     """A 31-bit API seed from the run seed, the request id, its variant and the attempt."""
     return stable_hash(f"{req.seed}|{req.id}|{req.variant}|{attempt}", bits=31)
 
@@ -98,27 +98,27 @@ class OpenAIChatBackend:
 
     name = "openai"
 
-    def __init__(self, settings: ChatSettings, prompt: PromptTemplate) -> None:
+    def __init__(self, options: ChatOptions, prompt: PromptTemplate) -> None:
         import openai
 
-        self.settings = settings
+        self.options = options
         self.prompt = prompt
         self._openai = openai
         self._client = openai.OpenAI(
-            base_url=settings.base_url,
-            api_key=settings.api_key,
-            timeout=settings.timeout,
+            base_url=options.base_url,
+            api_key=options.api_key,
+            timeout=options.timeout,
             max_retries=0,
         )
         self._where = str(self._client.base_url).rstrip("/")
         self._jitter = random.Random()
         self._abort = threading.Event()  # set on a fatal error: other workers stop retrying
 
-    def generate(self, requests: Sequence[ScriptRequest]) -> Iterator[Outcome]:
+    def generate(self, requests: Sequence[DictationRequest]) -> Iterator[Outcome]:
         """Yield outcomes as they finish; a fatal endpoint error stops the whole batch."""
         if not requests:
             return
-        pool = ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency))
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.concurrency))
         try:
             pending: set[Future[Outcome]] = {pool.submit(self._one, r) for r in requests}
             while pending:
@@ -135,10 +135,10 @@ class OpenAIChatBackend:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def _one(self, req: ScriptRequest) -> Outcome:
+    def _one(self, req: DictationRequest) -> Outcome:
         messages: list[dict[str, Any]] = self.prompt.messages(req)
         problem = "no attempt made"
-        for attempt in range(1, self.settings.max_attempts + 1):
+        for attempt in range(1, self.options.max_attempts + 1):
             seed = request_seed(req, attempt)
             try:
                 content = self._call(messages, seed)
@@ -158,64 +158,68 @@ class OpenAIChatBackend:
                 "object, using every target term exactly as given."
             )
             messages = [*self.prompt.messages(req), {"role": "user", "content": feedback}]
-        return Outcome(req, error=problem, attempts=self.settings.max_attempts)
+        return Outcome(req, error=problem, attempts=self.options.max_attempts)
 
-    def _info(self, req: ScriptRequest, seed: int) -> GeneratorInfo:
+    def _info(self, req: DictationRequest, seed: int) -> GeneratorInfo:
         return generator_info(
             req,
             self.name,
-            model=self.settings.model,
+            model=self.options.model,
             prompt_id=self.prompt.id,
             seed=seed,
-            temperature=self.settings.temperature,
+            temperature=self.options.temperature,
             run_seed=req.seed,
         )
 
     def _call(self, messages: list[dict[str, Any]], seed: int) -> str | None:
         """One chat completion with transport retries; fatal errors raise InputError."""
         oa = self._openai
-        s = self.settings
-        extra: dict[str, Any] = {"response_format": {"type": "json_object"}} if s.json_mode else {}
+        opts = self.options
+        extra: dict[str, Any] = (
+            {"response_format": {"type": "json_object"}} if opts.json_mode else {}
+        )
         last = ""
-        for retry in range(s.retries + 1):
+        for retry in range(opts.retries + 1):
             if self._abort.is_set():
                 raise _TransportFailure("stopped after a fatal endpoint error")
             wait_s: float | None = None
             try:
                 resp = self._client.chat.completions.create(
-                    model=s.model, messages=messages, temperature=s.temperature,  # type: ignore[arg-type]
+                    model=opts.model, messages=messages, temperature=opts.temperature,  # type: ignore[arg-type]
                     seed=seed, **extra,
                 )  # fmt: skip
                 return resp.choices[0].message.content if resp.choices else None
             except oa.APITimeoutError:
-                last = f"timed out after {s.timeout:g} s"
+                last = f"timed out after {opts.timeout:g} s"
             except oa.APIConnectionError as exc:
                 last = f"connection failed ({exc.__cause__ or exc})"
-                if retry == s.retries:
+                if retry == opts.retries:
                     self._fatal(f"cannot reach the LLM endpoint {self._where}: {last}", exc)
             except (oa.AuthenticationError, oa.PermissionDeniedError) as exc:
                 msg = f"{self._where}: the endpoint rejected the API key (HTTP {exc.status_code})"
                 self._fatal(msg, exc)
             except oa.NotFoundError as exc:
-                msg = f"{self._where}: model '{s.model}' or the chat endpoint was not found (HTTP 404)"
+                msg = f"{self._where}: model '{opts.model}' or the chat endpoint was not found (HTTP 404)"
                 self._fatal(msg, exc)
             except oa.APIStatusError as exc:
                 if exc.status_code != 429 and exc.status_code < 500:
                     raise _TransportFailure(f"HTTP {exc.status_code}: {exc.message}") from exc
                 last = f"HTTP {exc.status_code}"
                 wait_s = _retry_after(exc.response.headers.get("retry-after"))
-            if retry < s.retries:
-                delay = min(s.max_backoff, wait_s) if wait_s is not None else self._backoff(retry)
+            if retry < opts.retries:
+                delay = (
+                    min(opts.max_backoff, wait_s) if wait_s is not None else self._backoff(retry)
+                )
                 log.debug("retrying in %.2f s: %s", delay, last)
                 self._abort.wait(delay)
-        raise _TransportFailure(f"{last} ({s.retries + 1} tries)")
+        raise _TransportFailure(f"{last} ({opts.retries + 1} tries)")
 
     def _fatal(self, message: str, exc: Exception) -> NoReturn:
         self._abort.set()
         raise InputError(message) from exc
 
     def _backoff(self, retry: int) -> float:
-        base = min(self.settings.max_backoff, self.settings.backoff * (2**retry))
+        base = min(self.options.max_backoff, self.options.backoff * (2**retry))
         return base * (0.5 + self._jitter.random() / 2)
 
 

@@ -18,7 +18,7 @@ from string import Template
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import check_input_file
 from medasr_cli.core.shard import stable_hex
-from medasr_cli.llm.base import ScriptRequest
+from medasr_cli.llm.base import DictationRequest
 
 DEFAULT_PROMPT = "dictation_v1.txt"
 REQUIRED = ("terms", "note_type", "specialty", "style")
@@ -33,7 +33,7 @@ class PromptTemplate:
     system: str | None
     user: str
 
-    def messages(self, req: ScriptRequest) -> list[dict[str, str]]:
+    def messages(self, req: DictationRequest) -> list[dict[str, str]]:
         """Chat messages for ``req``."""
         values = _values(req)
         out = []
@@ -43,7 +43,7 @@ class PromptTemplate:
         return out
 
 
-def _values(req: ScriptRequest) -> dict[str, str]:
+def _values(req: DictationRequest) -> dict[str, str]:
     lines = []
     for t in req.terms:
         said = f"; said as: {', '.join(t.spoken_forms[:2])}" if t.spoken_forms else ""

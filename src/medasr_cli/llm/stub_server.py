@@ -54,11 +54,11 @@ def prompt_terms(body: dict[str, Any]) -> list[Term]:
 
 def template_responder(body: dict[str, Any]) -> StubReply:
     """A good reply: a template dictation that uses every listed term."""
-    from medasr_cli.llm.base import ScriptRequest
+    from medasr_cli.llm.base import DictationRequest
     from medasr_cli.llm.template import compose
 
     terms = tuple(prompt_terms(body)) or (Term(text="auscultation"),)
-    req = ScriptRequest(
+    req = DictationRequest(
         id=f"stub-{body.get('seed', 0)}",
         terms=terms,
         note_type="clinic letter",

@@ -17,7 +17,7 @@ from typing import Any
 from medasr_cli.core.records import Term, TermCategory
 from medasr_cli.core.spoken import abbreviation_forms
 from medasr_cli.llm import grammar as g
-from medasr_cli.llm.base import Outcome, ScriptRequest, generator_info
+from medasr_cli.llm.base import DictationRequest, Outcome, generator_info
 from medasr_cli.llm.match import missing_terms
 
 MODEL = "medasr-template-v1"
@@ -69,7 +69,7 @@ class _Slots(dict[str, str]):
         return value
 
 
-def _patient(rng: random.Random, req: ScriptRequest) -> dict[str, str]:
+def _patient(rng: random.Random, req: DictationRequest) -> dict[str, str]:
     female = rng.random() < 0.5
     surname = rng.choice(g.SURNAMES)
     return {
@@ -126,7 +126,7 @@ def _fill(template: str, slots: _Slots, term: Term | None = None) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
-def compose(req: ScriptRequest) -> str:
+def compose(req: DictationRequest) -> str:
     """The dictation text for ``req``: deterministic for its (seed, id, variant)."""
     rng = random.Random(f"{req.seed}:{req.id}:{req.variant}")
     slots = _Slots(rng, req.style, _patient(rng, req))
@@ -150,11 +150,11 @@ class TemplateBackend:
 
     name = "template"
 
-    def generate(self, requests: Sequence[ScriptRequest]) -> Iterator[Outcome]:
+    def generate(self, requests: Sequence[DictationRequest]) -> Iterator[Outcome]:
         for req in requests:
             yield self.generate_one(req)
 
-    def generate_one(self, req: ScriptRequest) -> Outcome:
+    def generate_one(self, req: DictationRequest) -> Outcome:
         """One dictation; an error outcome only if a term somehow went missing."""
         text = compose(req)
         missing = missing_terms(text, req.terms)

@@ -2,10 +2,10 @@
 
 from medasr_cli.core.shard import in_shard, parse_shard
 from medasr_cli.script.plan import plan_requests
-from medasr_cli.script.run import ScriptOptions, ScriptRunResult, generate_scripts, write_report
+from medasr_cli.script.run import ScriptRequest, ScriptRunResult, generate_scripts, write_report
 
 __all__ = [
-    "ScriptOptions",
+    "ScriptRequest",
     "ScriptRunResult",
     "generate_scripts",
     "in_shard",

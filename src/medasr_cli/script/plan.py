@@ -17,7 +17,7 @@ from medasr_cli.core.errors import InputError
 from medasr_cli.core.records import Term
 from medasr_cli.core.shard import stable_hex
 from medasr_cli.llm import grammar
-from medasr_cli.llm.base import ScriptRequest
+from medasr_cli.llm.base import DictationRequest
 
 
 def request_id(seed: int, round_no: int, terms: Sequence[Term]) -> str:
@@ -35,14 +35,14 @@ def plan_requests(
     note_types: Sequence[str] = grammar.NOTE_TYPES,
     specialties: Sequence[str] = grammar.SPECIALTIES,
     styles: Sequence[str] = grammar.STYLES,
-) -> list[ScriptRequest]:
+) -> list[DictationRequest]:
     """The full, deterministic list of requests covering each term ``per_term`` times."""
     if per_term < 1:
         raise InputError("--per-term: must be at least 1")
     if not 1 <= max_terms <= 5:
         raise InputError("--max-terms: must be between 1 and 5")
     unique = list({t.text.lower(): t for t in terms}.values())
-    requests: list[ScriptRequest] = []
+    requests: list[DictationRequest] = []
     for round_no in range(per_term):
         rng = random.Random(f"plan:{seed}:{round_no}")
         order = sorted(unique, key=lambda t: t.text.lower())
@@ -55,7 +55,7 @@ def plan_requests(
             rid = request_id(seed, round_no, group)
             pick = random.Random(f"pick:{seed}:{rid}")
             requests.append(
-                ScriptRequest(
+                DictationRequest(
                     id=rid,
                     terms=group,
                     note_type=pick.choice(list(note_types)),

@@ -22,7 +22,7 @@ from medasr_cli.core.records import Script, Term
 from medasr_cli.core.shard import in_shard, shard_label
 from medasr_cli.core.spoken import with_spoken_forms
 from medasr_cli.llm import grammar
-from medasr_cli.llm.base import Outcome, ScriptBackend, ScriptRequest
+from medasr_cli.llm.base import DictationRequest, Outcome, ScriptBackend
 from medasr_cli.script.dedup import Deduper
 from medasr_cli.script.plan import plan_requests
 
@@ -31,7 +31,7 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass
-class ScriptOptions:
+class ScriptRequest:
     """How many dictations, in what mix, for which shard."""
 
     per_term: int = 3
@@ -52,7 +52,7 @@ class ScriptRunResult:
     planned: int = 0
     existing: int = 0
     written: int = 0
-    duplicates: list[ScriptRequest] = field(default_factory=list)
+    duplicates: list[DictationRequest] = field(default_factory=list)
     failures: list[Outcome] = field(default_factory=list)
     coverage: dict[str, int] = field(default_factory=dict)
     needed: dict[str, int] = field(default_factory=dict)
@@ -92,7 +92,7 @@ def generate_scripts(
     terms: Sequence[Term],
     out: Path,
     backend: ScriptBackend,
-    opts: ScriptOptions | None = None,
+    request: ScriptRequest | None = None,
     progress: Progress | None = None,
     *,
     wait_for_lock: bool = False,
@@ -102,23 +102,25 @@ def generate_scripts(
     ``wait_for_lock``: wait while another process writes ``out`` (instead of
     refusing at once), for callers that share ``out`` between shards.
     """
-    opts = opts or ScriptOptions()
+    request = request or ScriptRequest()
     # a plain terms.txt has no spoken forms: derive them, so checks accept other spellings
     terms = [t if t.spoken_forms else with_spoken_forms(t) for t in terms]
     plan = plan_requests(
-        terms, per_term=opts.per_term, max_terms=opts.max_terms, seed=opts.seed,
-        note_types=opts.note_types, specialties=opts.specialties, styles=opts.styles,
+        terms, per_term=request.per_term, max_terms=request.max_terms, seed=request.seed,
+        note_types=request.note_types, specialties=request.specialties, styles=request.styles,
     )  # fmt: skip
-    plan = [r for r in plan if in_shard(r.id, opts.shard)]
+    plan = [r for r in plan if in_shard(r.id, request.shard)]
     with Ledger(out, model=Script, wait=wait_for_lock) as ledger:
         existing = ledger.parsed(Script)
         result = ScriptRunResult(planned=len(plan))
-        dedup = Deduper(opts.near_duplicate)
+        dedup = Deduper(request.near_duplicate)
         for s in existing:
             dedup.add(s.text)
         counts = Counter(t.lower() for s in existing for t in s.terms)
         pending = [
-            r for r in plan if not ledger.contains(r.id) and not _covered(r, counts, opts.per_term)
+            r
+            for r in plan
+            if not ledger.contains(r.id) and not _covered(r, counts, request.per_term)
         ]
         result.existing = len(plan) - len(pending)
         log.debug(
@@ -129,51 +131,58 @@ def generate_scripts(
             len(pending),
         )
         with graceful_interrupt("dictations") as stop:
-            _run_waves(pending, backend, dedup, ledger, opts, result, progress, stop)
+            _run_waves(pending, backend, dedup, ledger, request, result, progress, stop)
         records = ledger.parsed(Script)
-    _fill_coverage(result, plan, records, opts)
+    _fill_coverage(result, plan, records, request)
     if stop:
         raise Interrupted(result.existing + result.written, len(plan), out, "planned dictations")
     return result
 
 
-def _covered(req: ScriptRequest, counts: Counter[str], per_term: int) -> bool:
+def _covered(req: DictationRequest, counts: Counter[str], per_term: int) -> bool:
     return all(counts[t.lower()] >= per_term for t in req.term_texts)
 
 
 def _run_waves(
-    pending: list[ScriptRequest],
+    pending: list[DictationRequest],
     backend: ScriptBackend,
     dedup: Deduper,
     out: Ledger,
-    opts: ScriptOptions,
+    request: ScriptRequest,
     result: ScriptRunResult,
     progress: Progress | None,
     stop: StopFlag,
 ) -> None:
     total, done = len(pending), 0
     while pending and not stop:
-        retry: list[ScriptRequest] = []
+        retry: list[DictationRequest] = []
         for outcome in backend.generate(pending):
             if stop:
                 break  # keep what is written; the rest is generated on the next run
-            req = outcome.request
+            dictation = outcome.request
             if not outcome.ok or outcome.text is None or outcome.generator is None:
                 result.failures.append(outcome)
-                log.warning("%s (%s): %s", req.id, ", ".join(req.term_texts), outcome.error)
+                log.warning(
+                    "%s (%s): %s", dictation.id, ", ".join(dictation.term_texts), outcome.error
+                )
             elif (reason := dedup.check(outcome.text)) is not None:
-                if req.variant + 1 < opts.max_variants:
-                    retry.append(req.next_variant())
+                if dictation.variant + 1 < request.max_variants:
+                    retry.append(dictation.next_variant())
                     continue  # not done yet: its next variant is
-                result.duplicates.append(req)
-                log.warning("%s: %s duplicate after %d variants", req.id, reason, req.variant + 1)
+                result.duplicates.append(dictation)
+                log.warning(
+                    "%s: %s duplicate after %d variants",
+                    dictation.id,
+                    reason,
+                    dictation.variant + 1,
+                )
             else:
                 dedup.add(outcome.text)
                 out.append(
                     Script(
-                        id=req.id,
+                        id=dictation.id,
                         text=outcome.text,
-                        terms=req.term_texts,
+                        terms=dictation.term_texts,
                         generator=outcome.generator,
                     )
                 )
@@ -186,14 +195,14 @@ def _run_waves(
 
 def _fill_coverage(
     result: ScriptRunResult,
-    plan: Sequence[ScriptRequest],
+    plan: Sequence[DictationRequest],
     records: Sequence[Script],
-    opts: ScriptOptions,
+    request: ScriptRequest,
 ) -> None:
     """Coverage over the whole file, or over this shard's planned ids in a sharded run."""
     names = {t.text.lower(): t.text for r in plan for t in r.terms}
-    if opts.shard is None:
-        needed = dict.fromkeys(names.values(), opts.per_term)
+    if request.shard is None:
+        needed = dict.fromkeys(names.values(), request.per_term)
         counted = records
     else:
         needed = dict(Counter(names[t.text.lower()] for r in plan for t in r.terms))
@@ -204,9 +213,9 @@ def _fill_coverage(
     result.coverage = {name: counts.get(key, 0) for key, name in names.items()}
 
 
-def write_report(result: ScriptRunResult, path: Path, opts: ScriptOptions) -> None:
+def write_report(result: ScriptRunResult, path: Path, request: ScriptRequest) -> None:
     """Write the coverage report as JSON, atomically."""
     import json
 
     with atomic_write(path) as fh:
-        json.dump(result.to_dict(opts.per_term, opts.shard), fh, indent=2, ensure_ascii=False)
+        json.dump(result.to_dict(request.per_term, request.shard), fh, indent=2, ensure_ascii=False)

@@ -64,15 +64,15 @@ def scripts_from_terms(path: Path, out: Path, *, per_term: int, seed: int) -> li
     synth does not load it otherwise); ``out`` (``scripts.jsonl``) is resumable too.
     """
     from medasr_cli.core.terms import load_terms
-    from medasr_cli.llm import BackendConfig, create_backend
-    from medasr_cli.script import ScriptOptions, generate_scripts
+    from medasr_cli.llm import BackendOptions, create_backend
+    from medasr_cli.script import ScriptRequest, generate_scripts
 
     terms = load_terms(path)
-    backend = create_backend("template", BackendConfig())
+    backend = create_backend("template", BackendOptions())
     try:
         # shards of one synth run share OUT/scripts.jsonl: wait for a shard that is writing it
-        opts = ScriptOptions(per_term=per_term, seed=seed)
-        result = generate_scripts(terms, out, backend, opts, wait_for_lock=True)
+        request = ScriptRequest(per_term=per_term, seed=seed)
+        result = generate_scripts(terms, out, backend, request, wait_for_lock=True)
     finally:
         backend.close()
     for failure in result.failures:

@@ -45,7 +45,7 @@ class Job:
 
 
 @dataclass
-class RenderSettings:
+class RenderOptions:
     """Run-wide settings sent once to each worker process."""
 
     out_dir: str
@@ -95,16 +95,16 @@ def keep_freed_memory(mmap_threshold: int = 64 * 2**20, trim_threshold: int = 25
 class Renderer:
     """Holds the engines of one process and renders jobs with them."""
 
-    def __init__(self, settings: RenderSettings) -> None:
+    def __init__(self, settings: RenderOptions) -> None:
         keep_freed_memory()
         dsp.load_backends()
-        self.s = settings
+        self.settings = settings
         self.chain = AugmentChain(settings.config, settings.noise, settings.rirs)
         self._engines: dict[str, TTSEngine] = {}
 
     def engine(self, name: str) -> TTSEngine:
         if name not in self._engines:
-            self._engines[name] = create_engine(name, self.s.engine_options)
+            self._engines[name] = create_engine(name, self.settings.engine_options)
         return self._engines[name]
 
     def __call__(self, job: Job) -> Outcome:
@@ -121,7 +121,7 @@ class Renderer:
             timings["cpu"] = _cpu_seconds() - cpu0
 
     def _render(self, job: Job, timings: dict[str, float]) -> dict[str, Any]:
-        cfg, sr = self.s.config, self.s.config.sample_rate
+        cfg, sr = self.settings.config, self.settings.config.sample_rate
         rng = np.random.default_rng(job.seed)
         engine = self.engine(job.voice.engine)
         tts_params = sample_params(cfg.tts.get(job.voice.engine, {}), rng)
@@ -165,7 +165,7 @@ class Renderer:
 
     def _write(self, job: Job, pcm: np.ndarray, sr: int) -> None:
         """Write atomically: a temporary file beside the target, renamed over it."""
-        target = Path(self.s.out_dir) / job.audio_path
+        target = Path(self.settings.out_dir) / job.audio_path
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
         try:
@@ -202,7 +202,7 @@ def _cpu_seconds() -> float:
 _WORKER: Renderer | None = None
 
 
-def init_worker(settings: RenderSettings) -> None:
+def init_worker(settings: RenderOptions) -> None:
     """Process-pool initializer: one Renderer (and its engines) per worker process."""
     global _WORKER
     ignore_sigint()  # the parent handles Ctrl-C: it lets this worker finish its utterance

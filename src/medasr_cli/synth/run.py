@@ -39,7 +39,7 @@ from medasr_cli.synth.render import (
     Job,
     Outcome,
     Renderer,
-    RenderSettings,
+    RenderOptions,
     init_worker,
     render_in_worker,
 )
@@ -138,7 +138,7 @@ def _verbalizer(req: SynthRequest) -> Verbalizer:
     return Verbalizer(respell)
 
 
-def prepare(req: SynthRequest) -> tuple[list[Job], RenderSettings]:
+def prepare(req: SynthRequest) -> tuple[list[Job], RenderOptions]:
     """Validate every input and plan the run (this shard's jobs); raises InputError early."""
     if req.voice_order not in ORDERS:
         raise InputError(f"--voice-order {req.voice_order!r}: use {' or '.join(ORDERS)}")
@@ -161,12 +161,12 @@ def prepare(req: SynthRequest) -> tuple[list[Job], RenderSettings]:
         verbalize=_verbalizer(req),
         run_fingerprint=_fingerprint(req, noise, rirs),
     )
-    settings = RenderSettings(str(req.out_dir), req.config, req.engine_options, noise, rirs)
+    settings = RenderOptions(str(req.out_dir), req.config, req.engine_options, noise, rirs)
     return [j for j in jobs if in_shard(j.id, req.shard)], settings
 
 
 def _outcomes(
-    jobs: list[Job], settings: RenderSettings, n_proc: int, stop: StopFlag
+    jobs: list[Job], settings: RenderOptions, n_proc: int, stop: StopFlag
 ) -> Iterator[Outcome]:
     """Render jobs in this process (``n_proc`` 1) or a pool of spawned processes.
 
