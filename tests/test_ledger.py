@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -63,20 +64,23 @@ def test_second_writer_of_the_same_file_is_refused_other_files_are_not(tmp_path:
 
 
 def test_one_shard_hash_for_every_stage() -> None:
+    """--shard K/N of script and synth (the checks of both stages' former parsers)."""
     assert parse_shard("2/4") == (2, 4) and parse_shard(None) is None
-    for bad in ("0/4", "5/4", "x", "1/0"):
+    for bad in ("0/4", "5/4", "x", "1/0", "0/3", "4/3", "a/b", "3"):
         with pytest.raises(InputError, match="--shard"):
             parse_shard(bad)
     ids = [f"id-{i}" for i in range(400)]
     for i in ids:
         assert [k for k in (1, 2, 3) if in_shard(i, (k, 3))] == [shard_of(i, 3)]
+    shards = Counter(shard_of(f"s{i}-0", 4) for i in range(200))
+    assert set(shards) == {1, 2, 3, 4} and min(shards.values()) > 30
     assert stable_hash("x") == stable_hash("x") < 2**64 and stable_hash("x", bits=31) < 2**31
     assert len(stable_hex("x", 12)) == 12
     # the two stages import one function: the same id lands in the same shard in both
-    import medasr_cli.script as script_stage
+    import medasr_cli.script.run as script_run
     import medasr_cli.synth.run as synth_run
 
-    assert script_stage.in_shard is synth_run.in_shard is in_shard
+    assert script_run.in_shard is synth_run.in_shard is in_shard
 
 
 def test_a_second_script_run_on_the_same_output_is_refused(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from medasr_cli.llm.base import DictationRequest, Outcome, ScriptBackend, genera
 from medasr_cli.llm.match import missing_terms, term_present
 from medasr_cli.llm.prompts import load_prompt
 from medasr_cli.llm.template import TemplateBackend, compose
-from medasr_cli.script import ScriptRequest, generate_scripts, in_shard, parse_shard, plan_requests
+from medasr_cli.script import ScriptRequest, generate_scripts, plan_requests
 from medasr_cli.script.dedup import Deduper, jaccard, shingles
 
 TERMS = [
@@ -120,16 +120,6 @@ def test_shards_partition_the_run(tmp_path: Path) -> None:
     assert all(a.isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1 :])
     assert set().union(*parts) == whole
     assert all(parts)  # every shard got work
-
-
-def test_shard_spec() -> None:
-    assert parse_shard("2/4") == (2, 4) and parse_shard(None) is None
-    for bad in ("0/3", "4/3", "a/b", "3"):
-        with pytest.raises(InputError, match="--shard"):
-            parse_shard(bad)
-    ids = [f"id{i}" for i in range(200)]
-    owners = [[k for k in range(1, 5) if in_shard(i, (k, 4))] for i in ids]
-    assert all(len(o) == 1 for o in owners)
 
 
 def test_deduper_exact_and_near() -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from medasr_cli.core.errors import InputError
-from medasr_cli.core.shard import parse_shard, shard_of
 from medasr_cli.synth.config import load_config, parse_snr
 from medasr_cli.synth.numbers import int_to_words, number_to_words, ordinal_words
 from medasr_cli.synth.verbalize import Verbalizer, choose_spoken_form, packaged_abbreviations
@@ -115,18 +114,11 @@ def test_config_defaults_overrides_and_errors(tmp_path: Path) -> None:
         load_config(overrides=["augment.nosuch.p=1"])
 
 
-def test_parse_snr_and_shard() -> None:
+def test_parse_snr() -> None:  # --shard is core's, tested in test_ledger.py
     assert parse_snr("10:25") == (10.0, 25.0) and parse_snr("15") == (15.0, 15.0)
     for bad in ("25:10", "abc", "1:2:3", "-50:10"):
         with pytest.raises(InputError, match="--snr"):
             parse_snr(bad)
-    assert parse_shard("2/4") == (2, 4)
-    for bad in ("0/4", "5/4", "x", "1/0"):
-        with pytest.raises(InputError, match="--shard"):
-            parse_shard(bad)
-    ids = [f"s{i}-0" for i in range(200)]
-    shards = Counter(shard_of(i, 4) for i in ids)
-    assert set(shards) == {1, 2, 3, 4} and min(shards.values()) > 30
 
 
 def test_voice_spec_default_voice() -> None:

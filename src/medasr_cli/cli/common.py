@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -33,21 +34,27 @@ def progress_enabled() -> bool:
     return not state.quiet and err_console.is_terminal
 
 
+def new_progress(*extra: ProgressColumn) -> Progress:
+    """The house progress bar: description, bar, done/total, ``extra`` columns, elapsed, ETA."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
 @contextlib.contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A Rich progress bar driven by a ``(done, total)`` callback; silent with ``--quiet``."""
     if not progress_enabled():
         yield lambda done, total: None
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    with new_progress() as progress:
         task = progress.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

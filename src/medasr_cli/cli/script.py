@@ -9,13 +9,13 @@ from rich.table import Table
 
 from medasr_cli.cli.common import console, err_console, progress_bar
 from medasr_cli.core.errors import MedasrError
+from medasr_cli.core.shard import parse_shard
 from medasr_cli.core.terms import load_terms
 from medasr_cli.llm import BACKENDS, BackendOptions, create_backend, grammar
 from medasr_cli.script import (
     ScriptRequest,
     ScriptRunResult,
     generate_scripts,
-    parse_shard,
     write_report,
 )
 from medasr_cli.script.plan import check_choices

@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 from rich.table import Table
 
-from medasr_cli.cli.common import console, err_console, progress_bar, progress_enabled
+from medasr_cli.cli.common import (
+    console,
+    err_console,
+    new_progress,
+    progress_bar,
+    progress_enabled,
+)
 from medasr_cli.core.errors import InputError
 from medasr_cli.tts import ENGINES, CoquiOptions, EngineOptions
 
@@ -38,15 +37,7 @@ def _synth_progress() -> Iterator[ProgressFn]:
     if not progress_enabled():
         yield lambda done, total, audio_s: None
         return
-    columns = (
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[hours]:.3f} h audio"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with new_progress(TextColumn("{task.fields[hours]:.3f} h audio")) as progress:
         task = progress.add_task("synth", total=None, hours=0.0)
 
         def update(done: int, total: int, audio_s: float) -> None:
@@ -159,7 +150,8 @@ def synth(
     """Synthesise scripts (or terms) into augmented 16 kHz audio + utterances.jsonl."""
     if ctx.invoked_subcommand is not None:
         return
-    from medasr_cli.synth import SynthRequest, load_config, parse_shard, parse_snr, run_synth
+    from medasr_cli.core.shard import parse_shard
+    from medasr_cli.synth import SynthRequest, load_config, parse_snr, run_synth
     from medasr_cli.synth.voices import voice_plan
 
     if out is None:
@@ -188,7 +180,7 @@ def synth(
         engine_options=EngineOptions(threads=threads, coqui=coqui),
         seed=seed,
         jobs=jobs,
-        shard=parse_shard(shard) if shard else None,
+        shard=parse_shard(shard),
         audio_format=audio_format,
         limit=limit,
     )

@@ -1,6 +1,5 @@
 """``medasr synth``: multi-voice TTS with hospital-noise augmentation, as a library."""
 
-from medasr_cli.core.shard import parse_shard
 from medasr_cli.synth.config import SynthConfig, load_config, parse_snr
 from medasr_cli.synth.noisebank import build_noise_bank
 from medasr_cli.synth.run import SynthRequest, run_synth
@@ -12,7 +11,6 @@ __all__ = [
     "SynthSummary",
     "build_noise_bank",
     "load_config",
-    "parse_shard",
     "parse_snr",
     "run_synth",
 ]
