@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medasr_cli.core.errors import InputError, MedasrError, require
+from medasr_cli.core.logging import quiet_nemo
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def load_asr_model(spec: str | Path, device: str = "auto") -> Any:
     A hub name goes through NeMo's real ``ASRModel.from_pretrained``; without
     network access it fails with one clear line.
     """
+    quiet_nemo()  # before NeMo's import resets its logger to INFO
     require("nemo.collections.asr", "asr")
     from nemo.collections.asr.models import ASRModel
 

@@ -10,6 +10,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+# Third-party loggers kept to errors on the terminal unless --verbose (NeMo resets its own level
+# when it is imported: :func:`quiet_nemo` puts it back).
+NOISY_LOGGERS = (
+    "nemo_logger", "nemo", "lightning", "pytorch_lightning", "numba", "httpx", "multipart",
+    "nv_one_logger",
+)  # fmt: skip
+_library_logs_in_file = False  # set while library_logs_to() sends them to a run's log file
+
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Route library logs to stderr through Rich; noisy third-party loggers are quietened."""
@@ -22,8 +30,24 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     root.setLevel(level)
     root.propagate = False
     if not verbose:
-        for name in ("nemo_logger", "nemo", "lightning", "pytorch_lightning", "numba", "httpx"):
+        for name in NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_nemo() -> None:
+    """Keep NeMo's own logger (which resets its level on import) to errors unless debugging.
+
+    Called right before a NeMo model is loaded (eval, serve, train --init). Inside
+    :func:`library_logs_to` NeMo's logs go to the run's log file instead, whole.
+    """
+    if _library_logs_in_file or logging.getLogger("medasr_cli").isEnabledFor(logging.DEBUG):
+        return
+    try:
+        from nemo.utils import logging as nemo_logging
+
+        nemo_logging.setLevel(logging.ERROR)
+    except Exception:  # NeMo missing or changed: nothing to quieten
+        return
 
 
 # Loggers of the libraries a training run drives; their INFO chatter is for the run's log file.
@@ -107,9 +131,12 @@ def library_logs_to(log_file: Path, *, verbose: bool = False) -> Iterator[None]:
         logger.propagate = False
         logger.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    global _library_logs_in_file
+    _library_logs_in_file = True
     try:
         yield
     finally:
+        _library_logs_in_file = False
         logging.captureWarnings(False)
         for logger, handlers, level, propagate in saved:
             logger.handlers, logger.level, logger.propagate = handlers, level, propagate

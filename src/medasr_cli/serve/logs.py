@@ -13,8 +13,9 @@ import sys
 import time
 from typing import Any
 
+from medasr_cli.core.logging import NOISY_LOGGERS
+
 ACCESS_LOGGER = "medasr_cli.serve.access"
-_NOISY = ("nemo_logger", "nemo", "lightning", "pytorch_lightning", "numba", "httpx", "multipart")
 
 
 class JsonFormatter(logging.Formatter):
@@ -62,23 +63,8 @@ def configure_logging(level: str = "info", json_logs: bool = False) -> None:
         lg.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # our own request line replaces it
     if lvl > logging.DEBUG:
-        for name in _NOISY:
+        for name in NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def quiet_nemo() -> None:
-    """Keep NeMo's own logger (which resets its level on import) to errors unless debugging.
-
-    Called by the model runner right before loading, after NeMo is imported.
-    """
-    if logging.getLogger("medasr_cli").isEnabledFor(logging.DEBUG):
-        return
-    try:
-        from nemo.utils import logging as nemo_logging
-
-        nemo_logging.setLevel(logging.ERROR)
-    except Exception:  # NeMo missing or changed: nothing to quieten
-        return
 
 
 def log_request(fields: dict[str, Any], status: int) -> None:

@@ -62,10 +62,7 @@ class ModelRunner:
 
     def load(self) -> float:
         """Load the model (and enable per-request boosting where supported); returns seconds taken."""
-        from medasr_cli.serve.logs import quiet_nemo
-
         started = time.perf_counter()
-        quiet_nemo()
         self.device = resolve_device(self.options.device)
         if self.device == "cpu" and self.options.cpu_threads:
             import torch
