@@ -104,3 +104,52 @@ def test_local_rank_zero_runs_first_and_the_others_wait(tmp_path: Path, launcher
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert results[0] == {"rank": 0, "first": True, "seen": True}
     assert results[1] == {"rank": 1, "first": False, "seen": True}  # waited for rank 0
+
+
+SLOW_DOWNLOAD = textwrap.dedent(
+    """
+    import json, sys, time
+    from medasr_cli.train.dist import dist_env, init_process_group_if_launched, local_rank_zero_first
+
+    # training collectives time out after 2 s; the set-up barrier may wait 120 s
+    assert init_process_group_if_launched("gloo", timeout_s=2, setup_timeout_s=120)
+    with local_rank_zero_first() as first:
+        if first:
+            time.sleep(6)  # a hub download on a slow link: longer than the training timeout
+    print(json.dumps({"rank": dist_env().rank, "first": first}))
+    """
+)
+
+
+def test_setup_barrier_outlasts_the_training_timeout(tmp_path: Path) -> None:
+    """The download barrier is its own gloo group with its own (long) timeout: rank 1 waits
+    6 s for rank 0's download although training collectives time out after 2 s. On the
+    default group (what NCCL would use on GPUs) rank 1 would fail after 2 s."""
+    from helpers import free_port
+
+    port = str(free_port())
+    procs = []
+    for rank in (0, 1):
+        env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+        env |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", SLOW_DOWNLOAD], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+    for rank, p in enumerate(procs):
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert json.loads(out.strip().splitlines()[-1]) == {"rank": rank, "first": rank == 0}
+
+
+def test_several_nodes_without_a_launcher_fail_at_once(tmp_path: Path) -> None:
+    """`medasr train --nodes 2` typed bare used to wait forever for the other node."""
+    from helpers import cli_env, one_error_line, run_cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio_filepath": "a.wav", "duration": 1.0, "text": "x"}\n')
+    proc = run_cli("train", "--nodes", "2", "--config", "tiny-cpu", "--train-manifest",
+                   str(manifest), "--val-manifest", str(manifest), "--out", str(tmp_path / "r"),
+                   env=cli_env(*LAUNCHER_VARS), timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    line = one_error_line(proc, "error")
+    assert "--nodes 2" in line and "torchrun" in line and "srun" in line and "PyTorchJob" in line

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from medasr_cli.cli.common import console, state
+from medasr_cli.cli.common import console, err_console, state
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.logging import library_logs_to
+
+if TYPE_CHECKING:
+    from medasr_cli.train.plan import TrainPlan
 
 HELP = (
     "Fine-tune Parakeet TDT with NeMo + Lightning (DeepSpeed stage 2 on GPUs), tracked in MLflow."
@@ -139,6 +144,19 @@ def train_command(
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the merged config and exit."
     ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check the manifests and print the run's plan (world size, global batch, steps, "
+        "warm-up, learning rates, hours per epoch, what the filters drop), then exit. Works "
+        "for a cluster from a laptop: --nodes 8 --gpus 8 --dry-run.",
+    ),
+    allow_dropped: bool = typer.Option(
+        False,
+        "--allow-dropped",
+        help="Start even when the duration filters drop more than max_dropped_share (5%) of "
+        "the training utterances.",
+    ),
 ) -> None:
     """Train and write OUT/model.nemo from the best checkpoint by val_wer."""
     from medasr_cli.train.config import load_train_config, to_yaml
@@ -153,6 +171,7 @@ def train_command(
         "freeze_encoder_layers": freeze_encoder_layers,
         "freeze_decoder": True if freeze_decoder else None,
         "replay.manifest": str(replay) if replay else None, "replay.ratio": replay_ratio,
+        "max_dropped_share": 1.0 if allow_dropped else None,
     }  # fmt: skip
     if init and from_scratch:
         raise InputError("give either --init or --from-scratch, not both")
@@ -163,12 +182,18 @@ def train_command(
         console.print(to_yaml(cfg), highlight=False, markup=False)
         return
     train, val, tests = _manifests(data, train_manifest, val_manifest, test_manifest)
-    from medasr_cli.train.run import run_training
+    from medasr_cli.train.plan import check_dropped
+    from medasr_cli.train.run import plan_run, run_training
 
+    if dry_run:
+        plan = plan_run(cfg, train, nodes=nodes, devices_per_node=gpus, test_manifests=tests)
+        _print_plan(plan)
+        check_dropped(plan, float(cfg.max_dropped_share))  # as the real run would refuse
+        return
     with library_logs_to(out / "train.log", verbose=state.verbose):
         result = run_training(
             cfg, train_manifest=train, val_manifest=val, out_dir=out, test_manifests=tests,
-            resume=resume, mlflow_uri=mlflow_uri, tokenizer=tokenizer,
+            resume=resume, mlflow_uri=mlflow_uri, tokenizer=tokenizer, on_plan=_print_plan,
         )  # fmt: skip
     if result.nemo_path is None:
         return  # not rank 0
@@ -189,3 +214,15 @@ def train_command(
     console.print(table)
     for test in result.tests:
         console.print(f"{test.manifest}: WER {100 * test.wer:.1f}% -> {test.report}")
+
+
+def _print_plan(plan: TrainPlan) -> None:
+    """The plan as a table, then its warnings in bold (the CLI owns the terminal)."""
+    table = Table(title="training plan")
+    table.add_column("")
+    table.add_column("")
+    for label, value in plan.rows():
+        table.add_row(label, value)
+    console.print(table)
+    for warning in plan.warnings:
+        err_console.print(f"[bold yellow]warning:[/] [bold]{escape(warning)}[/]", soft_wrap=True)

@@ -11,8 +11,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from medasr_cli.core.errors import InputError
 
 log = logging.getLogger(__name__)
+_setup_group: Any = None  # the gloo ProcessGroup of the set-up barriers
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,42 @@ def dist_env(devices_per_node: int | None = None) -> DistEnv:
     return DistEnv(0, 0, 1)
 
 
-def init_process_group_if_launched(backend: str) -> bool:
+def require_launcher(num_nodes: int) -> None:
+    """Several nodes need a launcher on each of them; fail at once instead of waiting forever.
+
+    A bare ``medasr train --nodes 8`` would start Lightning's launcher on this machine
+    alone and wait for seven nodes that nobody started.
+    """
+    env = os.environ
+    launched = (
+        "WORLD_SIZE" in env  # torchrun, Kubeflow's PyTorchJob, or set by hand
+        or "SLURM_NTASKS" in env  # srun
+        or ("NODE_RANK" in env and "MASTER_ADDR" in env)  # Lightning's own multi-node recipe
+    )
+    if num_nodes > 1 and not launched:
+        raise InputError(
+            f"--nodes {num_nodes}: start medasr on every node with a launcher: "
+            f"`torchrun --nnodes {num_nodes} --nproc-per-node GPUS --node-rank K "
+            "--rdzv-endpoint HOST:29500 -m medasr_cli train ...`, `srun medasr train ...`, "
+            "or the Kubernetes PyTorchJob (docs/train.md, 'Several nodes')"
+        )
+
+
+def init_process_group_if_launched(
+    backend: str, *, timeout_s: float = 1800.0, setup_timeout_s: float = 7200.0
+) -> bool:
     """Initialise torch.distributed when a launcher started several processes.
 
     Only for launchers that start every process up front with its global rank
-    (torchrun, PyTorchJob: RANK and MASTER_ADDR are set), so that the init
+    (torchrun, PyTorchJob: RANK and MASTER_ADDR are set), so that the set-up
     barrier works before training. Lightning's own launcher starts the other
     local processes only when training begins, after local rank 0 has finished
     initialising (so they need no barrier), and sets up the group itself.
+
+    ``timeout_s`` bounds the training collectives (Lightning reuses this group).
+    The set-up steps (a hub download of 2.4 GB, the tokenizer) wait on a separate
+    gloo group with ``setup_timeout_s``: it needs no GPU and no NCCL, so it works
+    before a GPU is assigned and is not cut off by NCCL's watchdog on a slow link.
     """
     import torch.distributed as dist
 
@@ -70,7 +103,16 @@ def init_process_group_if_launched(backend: str) -> bool:
         return False  # Lightning's launcher: Lightning initialises the group in fit()
     if "MASTER_ADDR" not in os.environ and not _slurm_rendezvous():
         return False
-    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+    if backend == "nccl":
+        import torch
+
+        torch.cuda.set_device(env.local_rank)  # before NCCL picks a device for this rank
+    dist.init_process_group(
+        backend=backend, rank=env.rank, world_size=env.world_size,
+        timeout=timedelta(seconds=timeout_s),
+    )  # fmt: skip
+    global _setup_group
+    _setup_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=setup_timeout_s))
     log.info("process group up: rank %d/%d (%s)", env.rank, env.world_size, backend)
     return True
 
@@ -90,10 +132,11 @@ def _slurm_rendezvous() -> bool:
 
 
 def barrier() -> None:
+    """A set-up barrier (before training) on the gloo set-up group; a no-op in one process."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        dist.barrier(group=_setup_group)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from medasr_cli.core.asr_model import load_asr_model
 from medasr_cli.core.errors import InputError
 from medasr_cli.train.arch import build_model_config, train_tokenizer
 from medasr_cli.train.dist import barrier, dist_env, local_rank_zero_first
+from medasr_cli.train.plan import scheduler_config
 from medasr_cli.train.tdt_loss import swap_in_vectorized_tdt
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def build_from_scratch(cfg: Any, texts: list[str], out_dir: Path) -> Any:
     )
     merged = OmegaConf.merge(base, user)
     merged.encoder.feat_in = merged.preprocessor.features
+    merged.optim = scheduler_config(merged.optim)  # explicit warmup_steps win over the ratio
     return EncDecRNNTBPEModel(cfg=merged)
 
 

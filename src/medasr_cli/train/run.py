@@ -9,9 +9,10 @@ replay), :mod:`~medasr_cli.train.trainer` (accelerator, strategy, precision),
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from medasr_cli.core.jsonl import atomic_write
 from medasr_cli.train.checkpoint import list_checkpoints, load_best, save_nemo
 from medasr_cli.train.config import to_yaml
 from medasr_cli.train.data import ReplayMix, check_manifest, data_config
-from medasr_cli.train.dist import dist_env, init_process_group_if_launched
+from medasr_cli.train.dist import dist_env, init_process_group_if_launched, require_launcher
+from medasr_cli.train.plan import TrainPlan, check_dropped, plan_training, scheduler_config
 from medasr_cli.train.tracking import attach_tracking, log_config, log_outcome
 from medasr_cli.train.trainer import build_trainer
 
@@ -69,6 +71,57 @@ def report_names(tests: Sequence[Path]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
+def forgetting_warnings(cfg: Any, test_manifests: Sequence[Path]) -> list[str]:
+    """What the run does not do to keep general speech from getting worse."""
+    out = []
+    if not cfg.arch and not cfg.replay.manifest:
+        out.append(
+            "fine-tuning a pretrained model without --replay: nothing keeps general speech from "
+            "getting worse (catastrophic forgetting); mix in general-domain speech with "
+            "--replay general.jsonl and test on it (docs/train.md, 'Forgetting')"
+        )
+    if cfg.replay.manifest and not test_manifests:
+        out.append(
+            "--replay without --test-manifest: pass a domain and a general-domain test set "
+            "to see whether general WER held up"
+        )
+    return out
+
+
+def plan_run(
+    cfg: Any,
+    train_manifest: Path,
+    *,
+    nodes: int | None = None,
+    devices_per_node: int | None = None,
+    test_manifests: Sequence[Path] = (),
+) -> TrainPlan:
+    """The plan of a run without starting it (``medasr train --dry-run``).
+
+    The world size is the config's ``num_nodes`` x ``devices`` (``-1``: the GPUs visible
+    here, or one CPU process), so a plan for a 64-GPU cluster can be printed on a laptop.
+    """
+    entries = check_manifest(train_manifest, "train")
+    replay = check_manifest(Path(cfg.replay.manifest), "replay") if cfg.replay.manifest else []
+    if devices_per_node is None:
+        devices = cfg.trainer.devices
+        devices_per_node = int(devices) if str(devices).lstrip("-").isdigit() else -1
+        if devices_per_node < 1:
+            devices_per_node = _visible_gpus() or 1
+    plan = plan_training(
+        cfg, entries, nodes=nodes or int(cfg.trainer.num_nodes),
+        devices_per_node=devices_per_node, replay=replay,
+    )  # fmt: skip
+    plan.warnings += forgetting_warnings(cfg, test_manifests)
+    return plan
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def run_training(
     cfg: Any,
     *,
@@ -79,14 +132,20 @@ def run_training(
     resume: bool = False,
     mlflow_uri: str | None = None,
     tokenizer: Path | None = None,
+    on_plan: Callable[[TrainPlan], None] | None = None,
 ) -> TrainResult:
     """Fine-tune (or train from scratch), write ``out_dir/model.nemo`` from the best checkpoint,
-    and score it on each of ``test_manifests`` (``out_dir/eval_NAME.json``)."""
+    and score it on each of ``test_manifests`` (``out_dir/eval_NAME.json``).
+
+    ``on_plan`` gets the run's :class:`TrainPlan` on global rank 0 before the first step.
+    """
     require("nemo.collections.asr", "train")
     import lightning.pytorch as pl
+    from omegaconf import OmegaConf
 
     from medasr_cli.train.model_init import init_model
 
+    require_launcher(int(cfg.trainer.num_nodes))
     train_entries = check_manifest(train_manifest, "train")
     check_manifest(val_manifest, "validation")
     for test in test_manifests:  # before training, not after hours of it
@@ -94,19 +153,25 @@ def run_training(
     out_dir.mkdir(parents=True, exist_ok=True)
     replay = None
     if cfg.replay.manifest:
-        if not test_manifests:
-            log.warning(
-                "--replay without --test-manifest: pass a domain and a general-domain test set "
-                "to see whether general WER held up"
-            )
         replay = ReplayMix(train_entries, Path(cfg.replay.manifest), float(cfg.replay.ratio),
                            out_dir, int(cfg.seed))  # fmt: skip
         train_manifest = replay.manifest(0)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     trainer, accelerator = build_trainer(cfg, out_dir, replay)
+    plan = plan_training(
+        cfg, train_entries, nodes=trainer.num_nodes, devices_per_node=trainer.num_devices,
+        replay=replay.general if replay else (),
+    )  # fmt: skip
+    plan.warnings += forgetting_warnings(cfg, test_manifests)
+    check_dropped(plan, float(cfg.max_dropped_share))
+    trainer.fit_loop.epoch_loop.max_steps = plan.total_steps  # the LR schedule follows the run
     env = dist_env(trainer.num_devices)
     world = trainer.num_nodes * trainer.num_devices  # Lightning's launcher sets WORLD_SIZE later
-    init_process_group_if_launched("gloo" if accelerator == "cpu" else "nccl")
+    init_process_group_if_launched(
+        "gloo" if accelerator == "cpu" else "nccl",
+        timeout_s=float(cfg.dist.timeout_s),
+        setup_timeout_s=float(cfg.dist.setup_timeout_s),
+    )
     model = init_model(cfg, [e.text for e in train_entries], out_dir, accelerator, tokenizer)
     mlflow_logger = attach_tracking(trainer, cfg, out_dir, resume, mlflow_uri)
     if resume:  # exp_manager found the last checkpoint, or there is none yet
@@ -119,11 +184,15 @@ def run_training(
     model.setup_validation_data(
         data_config(cfg.model.validation_ds, val_manifest, accelerator, world)
     )
-    model.setup_optimization(cfg.model.optim)
+    model.setup_optimization(OmegaConf.create(scheduler_config(cfg.model.optim)))
     if env.is_global_zero:
         with atomic_write(out_dir / "config.yaml") as fh:
             fh.write(to_yaml(cfg))
-    log_config(mlflow_logger, cfg)
+        with atomic_write(out_dir / "plan.json") as fh:
+            json.dump(asdict(plan), fh, indent=2)
+        if on_plan is not None:
+            on_plan(plan)
+    log_config(mlflow_logger, cfg, plan)
     try:
         trainer.fit(model)
     except RuntimeError as exc:
@@ -138,7 +207,10 @@ def _finish(
 ) -> TrainResult:
     from medasr_cli.train.callbacks import ThroughputCallback
 
+    if not trainer.is_global_zero:  # one process reads the checkpoints and writes the model
+        return TrainResult(out_dir, None, None, None, None)
     best, score = load_best(model, trainer)
+    log.info("best checkpoint: %s (val_wer %s)", best, "—" if score is None else f"{score:.4f}")
     throughput = next((c for c in trainer.callbacks if isinstance(c, ThroughputCallback)), None)
     seconds = throughput.total_time_s if throughput else 0.0
     result = TrainResult(
@@ -148,8 +220,6 @@ def _finish(
         utts_per_sec=throughput.total_utts / seconds if throughput and seconds else None,
         audio_sec_per_sec=throughput.total_audio_s / seconds if throughput and seconds else None,
     )  # fmt: skip
-    if not trainer.is_global_zero:
-        return result
     result.nemo_path = save_nemo(model, out_dir / "model.nemo")
     result.tests = evaluate_model(result.nemo_path, tests, out_dir)
     metrics = {f"test_wer_{Path(t.report).stem.removeprefix('eval_')}": t.wer for t in result.tests}

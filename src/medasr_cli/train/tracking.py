@@ -47,12 +47,20 @@ def attach_tracking(
     return mlflow_logger
 
 
-def log_config(mlflow_logger: Any, cfg: Any) -> None:
-    """The whole merged config as the run's parameters."""
+def log_config(mlflow_logger: Any, cfg: Any, plan: Any = None) -> None:
+    """The whole merged config, and the run's plan (steps, warm-up, world size), as parameters."""
+    from dataclasses import asdict
+
     from omegaconf import OmegaConf
 
-    if mlflow_logger is not None:
-        mlflow_logger.log_hyperparams({"medasr": OmegaConf.to_container(cfg, resolve=True)})
+    if mlflow_logger is None:
+        return
+    params: dict[str, Any] = {"medasr": OmegaConf.to_container(cfg, resolve=True)}
+    if plan is not None:
+        fields = asdict(plan)
+        fields.pop("warnings")
+        params["plan"] = fields | {"world_size": plan.world_size, "global_batch": plan.global_batch}
+    mlflow_logger.log_hyperparams(params)
 
 
 def log_outcome(
