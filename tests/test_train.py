@@ -107,7 +107,8 @@ def test_print_config_merges_flags_and_dotlist() -> None:
     assert cfg["model"]["optim"]["name"] == "adamw" and sched["warmup_ratio"] == 0.1
     assert "warmup_steps" not in sched  # a share of the run's real steps, not a fixed 500
     ckpt = cfg["exp_manager"]["checkpoint_callback_params"]
-    assert (ckpt["monitor"], ckpt["mode"], ckpt["save_top_k"]) == ("val_wer", "min", 3)
+    assert (ckpt["mode"], ckpt["save_top_k"]) == ("min", 3)
+    assert cfg["validation"]["select"] is None  # val_wer, or the mean of several sets
     ds = cfg["deepspeed"]
     # ZeRO-2 without CPU offload (an option for small GPUs); no activation keys NeMo ignores
     assert ds["stage"] == 2 and ds["offload_optimizer"] is False
@@ -121,7 +122,7 @@ def test_data_folder_from_manifest_split(tmp_path: Path) -> None:
     for name in ("train", "val", "test"):
         (tmp_path / f"{name}.jsonl").write_text("")
     assert _manifests(tmp_path, None, None, []) == (
-        tmp_path / "train.jsonl", tmp_path / "val.jsonl", [tmp_path / "test.jsonl"])  # fmt: skip
+        tmp_path / "train.jsonl", {"val": tmp_path / "val.jsonl"}, [tmp_path / "test.jsonl"])  # fmt: skip
     other = tmp_path / "other.jsonl"
     other.write_text("")
     assert _manifests(tmp_path, None, None, [other])[2] == [other]  # explicit tests win
@@ -523,7 +524,9 @@ def test_replay_training_redraws_each_epoch_and_evaluates_both_sets(
     general = make_dataset(tmp_path / "general", FINETUNE_SENTENCES)
     out = tmp_path / "replay_run"
     proc = run_cli("train", "--config", "tiny-cpu", "--train-manifest", str(train_set),
-                   "--val-manifest", str(train_set), "--out", str(out), "--max-steps", "9",
+                   "--val-manifest", f"medical={train_set}", "--val-manifest", f"general={general}",
+                   "--select-on", "medical:3,general:1",
+                   "--out", str(out), "--max-steps", "9",
                    "--replay", str(general), "--replay-ratio", "0.3",
                    "--test-manifest", str(train_set), "--test-manifest", str(general),
                    "--set", "trainer.check_val_every_n_epoch=2", timeout=900)  # fmt: skip
@@ -537,6 +540,15 @@ def test_replay_training_redraws_each_epoch_and_evaluates_both_sets(
     for manifest, n in ((train_set, 10), (general, 5)):
         report = json.loads((out / f"eval_{manifest.parent.name}_all.json").read_text())
         assert report["overall"]["utterances"] == n
+    # two validation sets: each one's WER in MLflow, the checkpoint picked on the stated mix
+    con = sqlite3.connect(out / "mlflow.db")
+    keys = {k for (k,) in con.execute("select distinct key from metrics")}
+    assert {"medical_val_wer", "general_val_wer", "val_wer_select"} <= keys
+    last = {k: v for k, v in con.execute("select key, value from latest_metrics")}
+    mix = 0.75 * last["medical_val_wer"] + 0.25 * last["general_val_wer"]
+    assert last["val_wer_select"] == pytest.approx(mix)
+    assert all("val_wer_select=" in p.name for p in out.rglob("*.ckpt") if "last" not in p.name)
+    assert "0.75×medical + 0.25×general" in " ".join(proc.stdout.split())
 
 
 @pytest.mark.slow

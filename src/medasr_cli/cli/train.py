@@ -22,24 +22,29 @@ HELP = (
 
 
 def _manifests(
-    data: Path | None, train: Path | None, val: Path | None, test: list[Path]
-) -> tuple[Path, Path, list[Path]]:
+    data: Path | None, train: Path | None, val: list[str] | None, test: list[Path]
+) -> tuple[Path, dict[str, Path], list[Path]]:
+    """The train manifest, the named validation sets and the test manifests."""
+    from medasr_cli.train.validation import parse_validation_sets
+
     if data is not None:
         if not data.is_dir():
             raise InputError(f"--data: {data} is not a folder")
         train = train or data / "train.jsonl"
-        val = val or data / "val.jsonl"
+        val = val or [str(data / "val.jsonl")]
         if not test and (data / "test.jsonl").is_file():
             test = [data / "test.jsonl"]
-    if train is None or val is None:
+    if train is None or not val:
         raise InputError("give --data DIR, or both --train-manifest and --val-manifest")
-    for path, role in ((train, "train"), (val, "validation"), *((t, "test") for t in test)):
+    val_sets = parse_validation_sets(val)
+    roles = [(train, "train"), *((p, "validation") for p in val_sets.values())]
+    for path, role in (*roles, *((t, "test") for t in test)):
         if not path.is_file():
             raise InputError(
                 f"{path}: {role} manifest not found (build one with `medasr manifest build`, "
                 "check it with `medasr manifest validate`)"
             )
-    return train, val, test
+    return train, val_sets, test
 
 
 def train_command(
@@ -51,8 +56,17 @@ def train_command(
     train_manifest: Path | None = typer.Option(
         None, "--train-manifest", help="Training manifest (NeMo JSONL)."
     ),
-    val_manifest: Path | None = typer.Option(
-        None, "--val-manifest", help="Validation manifest; checkpoints are ranked by its WER."
+    val_manifest: list[str] = typer.Option(
+        [],
+        "--val-manifest",
+        help="Validation manifest, or NAME=MANIFEST (repeatable: e.g. medical=val.jsonl "
+        "general=general_val.jsonl); each set's WER is logged, --select-on picks the checkpoint.",
+    ),
+    select_on: str | None = typer.Option(
+        None,
+        "--select-on",
+        help="With several validation sets: pick the checkpoint on NAME's WER, or on a weighted "
+        "mean NAME:W,NAME:W (default: the plain mean of all sets).",
     ),
     test_manifest: list[Path] = typer.Option(
         [], "--test-manifest", help="Evaluate the final model on this manifest (repeatable)."
@@ -171,7 +185,7 @@ def train_command(
         "freeze_encoder_layers": freeze_encoder_layers,
         "freeze_decoder": True if freeze_decoder else None,
         "replay.manifest": str(replay) if replay else None, "replay.ratio": replay_ratio,
-        "max_dropped_share": 1.0 if allow_dropped else None,
+        "max_dropped_share": 1.0 if allow_dropped else None, "validation.select": select_on,
     }  # fmt: skip
     if init and from_scratch:
         raise InputError("give either --init or --from-scratch, not both")
@@ -186,7 +200,8 @@ def train_command(
     from medasr_cli.train.run import plan_run, run_training
 
     if dry_run:
-        plan = plan_run(cfg, train, nodes=nodes, devices_per_node=gpus, test_manifests=tests)
+        plan = plan_run(cfg, train, val_sets=val, nodes=nodes, devices_per_node=gpus,
+                        test_manifests=tests)  # fmt: skip
         _print_plan(plan)
         check_dropped(plan, float(cfg.max_dropped_share))  # as the real run would refuse
         return

@@ -75,7 +75,7 @@ class ReplayMix:
         return mix_replay(self.domain, self.general, self.ratio, out, self.seed * 100_003 + epoch)
 
 
-def data_config(ds: Any, manifest: Path, accelerator: str, world: int) -> Any:
+def data_config(ds: Any, manifest: Path | Sequence[Path], accelerator: str, world: int) -> Any:
     """NeMo's dataset config for ``manifest``: the config's section, fitted to this machine.
 
     On CPU there is no memory to pin, and data workers share the cores with the
@@ -84,7 +84,8 @@ def data_config(ds: Any, manifest: Path, accelerator: str, world: int) -> Any:
     from omegaconf import OmegaConf
 
     cfg: Any = OmegaConf.create(OmegaConf.to_container(ds, resolve=True))
-    cfg.manifest_filepath = str(manifest)
+    paths = [str(manifest)] if isinstance(manifest, Path) else [str(m) for m in manifest]
+    cfg.manifest_filepath = paths[0] if len(paths) == 1 else paths
     if accelerator == "cpu":
         cfg.pin_memory = False
         cfg.num_workers = min(

@@ -49,6 +49,7 @@ class TrainPlan:
     scheduler: str
     dropped: list[Dropped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    checkpoint_on: str = ""  # what the best checkpoint is picked on
 
     @property
     def world_size(self) -> int:
@@ -77,6 +78,8 @@ class TrainPlan:
             ("warm-up steps", f"{self.warmup_steps:,}"),
             ("learning rate", f"peak {self.peak_lr:.3g} -> final {final} ({self.scheduler})"),
         ]  # fmt: skip
+        if self.checkpoint_on:
+            rows.append(("best checkpoint", self.checkpoint_on))
         for d in self.dropped:
             rows.append(("dropped", f"{d.utterances:,} utterances ({d.hours:.2f} h): {d.reason}"))
         return rows

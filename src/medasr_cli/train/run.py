@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from medasr_cli.train.dist import dist_env, init_process_group_if_launched, requ
 from medasr_cli.train.plan import TrainPlan, check_dropped, plan_training, scheduler_config
 from medasr_cli.train.tracking import attach_tracking, log_config, log_outcome
 from medasr_cli.train.trainer import build_trainer
+from medasr_cli.train.validation import describe, selection, selection_callback
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def plan_run(
     cfg: Any,
     train_manifest: Path,
     *,
+    val_sets: Mapping[str, Path] | None = None,
     nodes: int | None = None,
     devices_per_node: int | None = None,
     test_manifests: Sequence[Path] = (),
@@ -112,6 +114,10 @@ def plan_run(
         cfg, entries, nodes=nodes or int(cfg.trainer.num_nodes),
         devices_per_node=devices_per_node, replay=replay,
     )  # fmt: skip
+    if val_sets:
+        for name, path in val_sets.items():
+            check_manifest(path, f"validation ({name})" if len(val_sets) > 1 else "validation")
+        plan.checkpoint_on = describe(*selection(cfg.validation.select, val_sets))
     plan.warnings += forgetting_warnings(cfg, test_manifests)
     return plan
 
@@ -126,7 +132,7 @@ def run_training(
     cfg: Any,
     *,
     train_manifest: Path,
-    val_manifest: Path,
+    val_manifest: Path | Mapping[str, Path],
     out_dir: Path,
     test_manifests: Sequence[Path] = (),
     resume: bool = False,
@@ -137,7 +143,9 @@ def run_training(
     """Fine-tune (or train from scratch), write ``out_dir/model.nemo`` from the best checkpoint,
     and score it on each of ``test_manifests`` (``out_dir/eval_NAME.json``).
 
-    ``on_plan`` gets the run's :class:`TrainPlan` on global rank 0 before the first step.
+    ``val_manifest`` is one manifest, or ``{name: manifest}`` for several validation sets
+    (each one's WER is logged; ``cfg.validation.select`` says which picks the checkpoint).
+    ``on_plan`` gets the run's :class:`TrainPlan` on global rank 0 before the model loads.
     """
     require("nemo.collections.asr", "train")
     import lightning.pytorch as pl
@@ -147,7 +155,10 @@ def run_training(
 
     require_launcher(int(cfg.trainer.num_nodes))
     train_entries = check_manifest(train_manifest, "train")
-    check_manifest(val_manifest, "validation")
+    val_sets = {"val": val_manifest} if isinstance(val_manifest, Path) else dict(val_manifest)
+    for name, path in val_sets.items():
+        check_manifest(path, f"validation ({name})" if len(val_sets) > 1 else "validation")
+    monitor, weights = selection(cfg.validation.select, val_sets)
     for test in test_manifests:  # before training, not after hours of it
         check_manifest(test, "test")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,15 +168,22 @@ def run_training(
                            out_dir, int(cfg.seed))  # fmt: skip
         train_manifest = replay.manifest(0)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    trainer, accelerator = build_trainer(cfg, out_dir, replay)
+    extra = [selection_callback(weights, val_sets)] if weights else []
+    trainer, accelerator = build_trainer(cfg, out_dir, replay, extra)
     plan = plan_training(
         cfg, train_entries, nodes=trainer.num_nodes, devices_per_node=trainer.num_devices,
         replay=replay.general if replay else (),
     )  # fmt: skip
+    plan.checkpoint_on = describe(monitor, weights)
     plan.warnings += forgetting_warnings(cfg, test_manifests)
     check_dropped(plan, float(cfg.max_dropped_share))
     trainer.fit_loop.epoch_loop.max_steps = plan.total_steps  # the LR schedule follows the run
     env = dist_env(trainer.num_devices)
+    if env.is_global_zero:
+        with atomic_write(out_dir / "plan.json") as fh:
+            json.dump(asdict(plan), fh, indent=2)
+        if on_plan is not None:
+            on_plan(plan)
     world = trainer.num_nodes * trainer.num_devices  # Lightning's launcher sets WORLD_SIZE later
     init_process_group_if_launched(
         "gloo" if accelerator == "cpu" else "nccl",
@@ -173,7 +191,7 @@ def run_training(
         setup_timeout_s=float(cfg.dist.setup_timeout_s),
     )
     model = init_model(cfg, [e.text for e in train_entries], out_dir, accelerator, tokenizer)
-    mlflow_logger = attach_tracking(trainer, cfg, out_dir, resume, mlflow_uri)
+    mlflow_logger = attach_tracking(trainer, cfg, out_dir, resume, mlflow_uri, monitor)
     if resume:  # exp_manager found the last checkpoint, or there is none yet
         if getattr(trainer, "ckpt_path", None):
             log.info("Resuming training from checkpoint %s", trainer.ckpt_path)
@@ -181,17 +199,16 @@ def run_training(
             log.warning("--resume: no checkpoint in %s yet; training starts from step 0", out_dir)
     model.set_trainer(trainer)
     model.setup_training_data(data_config(cfg.model.train_ds, train_manifest, accelerator, world))
-    model.setup_validation_data(
-        data_config(cfg.model.validation_ds, val_manifest, accelerator, world)
-    )
+    val_cfg = data_config(cfg.model.validation_ds, list(val_sets.values()), accelerator, world)
+    if len(val_sets) == 1:
+        model.setup_validation_data(val_cfg)
+    else:  # NeMo's multi-dataloader validation: metrics NAME_val_wer, val_wer for the first
+        val_cfg.name = list(val_sets)
+        model.setup_multiple_validation_data(val_cfg)
     model.setup_optimization(OmegaConf.create(scheduler_config(cfg.model.optim)))
     if env.is_global_zero:
         with atomic_write(out_dir / "config.yaml") as fh:
             fh.write(to_yaml(cfg))
-        with atomic_write(out_dir / "plan.json") as fh:
-            json.dump(asdict(plan), fh, indent=2)
-        if on_plan is not None:
-            on_plan(plan)
     log_config(mlflow_logger, cfg, plan)
     try:
         trainer.fit(model)

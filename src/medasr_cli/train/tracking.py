@@ -7,9 +7,16 @@ from typing import Any
 
 
 def attach_tracking(
-    trainer: Any, cfg: Any, out_dir: Path, resume: bool, mlflow_uri: str | None
+    trainer: Any,
+    cfg: Any,
+    out_dir: Path,
+    resume: bool,
+    mlflow_uri: str | None,
+    monitor: str = "val_wer",
 ) -> Any:
     """Set up NeMo's exp_manager on ``trainer`` and add an MLflow logger; returns that logger.
+
+    Checkpoints are ranked by ``monitor`` (lower is better) and named after it.
 
     NeMo 3.0's exp_manager passes ``run_name`` twice to ``MLFlowLogger`` (its
     MLFlowParams default plus the version), so it cannot create that logger;
@@ -27,6 +34,8 @@ def attach_tracking(
     em_cfg.resume_if_exists = resume
     em_cfg.resume_ignore_no_checkpoint = True
     em_cfg.checkpoint_callback_params.save_nemo_on_train_end = False
+    em_cfg.checkpoint_callback_params.monitor = monitor
+    em_cfg.checkpoint_callback_params.filename = f"{{epoch}}-{{step}}-{{{monitor}:.4f}}"
     want_mlflow = bool(em_cfg.pop("create_mlflow_logger", False))
     mlflow_kwargs = dict(em_cfg.pop("mlflow_logger_kwargs", {}) or {})
     exp_manager(trainer, em_cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,11 @@ def _as_dict(container: Any) -> dict[str, Any]:
     return {str(k): v for k, v in container.items()}
 
 
-def build_trainer(cfg: Any, out_dir: Path, replay: ReplayMix | None = None) -> tuple[Any, str]:
-    """A Lightning Trainer from ``cfg.trainer`` + ``cfg.deepspeed``; returns it and the accelerator."""
+def build_trainer(
+    cfg: Any, out_dir: Path, replay: ReplayMix | None = None, extra: Sequence[Any] = ()
+) -> tuple[Any, str]:
+    """A Lightning Trainer from ``cfg.trainer`` + ``cfg.deepspeed`` with medasr's callbacks and
+    ``extra`` ones; returns it and the accelerator."""
     import lightning.pytorch as pl
     from lightning.pytorch.strategies import DeepSpeedStrategy
     from omegaconf import OmegaConf
@@ -42,7 +46,7 @@ def build_trainer(cfg: Any, out_dir: Path, replay: ReplayMix | None = None) -> t
     precision = deepspeed_precision(
         strategy, resolve_precision(settings.pop("precision"), accelerator, on_deepspeed)
     )
-    callbacks: list[Any] = [ThroughputCallback(int(cfg.model.sample_rate))]
+    callbacks: list[Any] = [ThroughputCallback(int(cfg.model.sample_rate)), *extra]
     if settings.get("enable_progress_bar", True):
         callbacks.append(MetricsProgressBar())
     if replay is not None:  # a new replay draw every epoch: reload the training data
