@@ -128,3 +128,32 @@ def test_dry_run_prints_the_plan_for_the_readme_cluster(tmp_path: Path) -> None:
                       str(manifest), "--dry-run")  # fmt: skip
     assert refused.returncode == 2
     assert "1 of 7 training utterances" in one_error_line(refused, "error")
+
+
+def test_characters_the_tokenizer_cannot_produce_are_refused(
+    speech_dir: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """°C, µg and curly quotes would train as <unk>: `manifest validate --tokenizer MODEL`
+    lists the lines, and `train --init MODEL` stops before the first step, naming file:line."""
+    rows = [
+        {"audio_filepath": str(speech_dir / "utt00.wav"), "text": "the patient was started"},
+        {"audio_filepath": str(speech_dir / "utt01.wav"), "text": "a fever of °C today"},
+        {"audio_filepath": str(speech_dir / "utt02.wav"), "text": "the patient’s dose"},
+    ]
+    manifest = tmp_path / "clinic.jsonl"
+    manifest.write_text("".join(
+        json.dumps(r | {"duration": sf.info(r["audio_filepath"]).duration}) + "\n" for r in rows))  # fmt: skip
+    proc = run_cli("manifest", "validate", str(manifest), "--tokenizer", str(tiny_model))
+    assert proc.returncode == 2
+    report = proc.stdout + proc.stderr
+    assert f"{manifest}:2: text has characters outside the charset: '°'" in report
+    assert f"{manifest}:3: text has characters outside the charset: '’'" in report
+    train = run_cli("train", "--init", str(tiny_model), "--train-manifest", str(manifest),
+                    "--val-manifest", str(manifest), "--out", str(tmp_path / "run"),
+                    "--max-steps", "1", "--allow-dropped", "--replay", str(manifest),
+                    env=cli_env(COLUMNS="400"), timeout=600)  # fmt: skip
+    assert train.returncode == 2, train.stderr[-2000:]
+    line = one_error_line(train, "error")
+    assert "transcript(s) use characters the model's tokenizer cannot produce" in line
+    assert f"{manifest}:2: '°'" in line and f"{manifest}:3: '’'" in line
+    assert not (tmp_path / "run" / "model.nemo").exists()

@@ -100,10 +100,11 @@ def validate(
     charset: str | None = typer.Option(
         None, "--charset", help="Allowed transcript characters: a string, or a file holding them."
     ),
-    tokenizer: Path | None = typer.Option(
+    tokenizer: str | None = typer.Option(
         None,
         "--tokenizer",
-        help="SentencePiece tokenizer (.model or a NeMo tokenizer dir); text must use its chars.",
+        help="The model whose tokenizer the text must fit: a .nemo file, a hub name "
+        "(nvidia/parakeet-tdt-0.6b-v2), a SentencePiece .model or a tokenizer folder.",
     ),
     max_duration: float = typer.Option(
         PARAKEET_MAX_DURATION_S,
@@ -116,7 +117,7 @@ def validate(
     max_errors: int = typer.Option(50, "--max-errors", help="How many problems to print."),
 ) -> None:
     """Check every line: audio exists and decodes, rate/channels, duration, text. Exit 2 on any problem."""
-    chars = load_charset(charset, str(tokenizer) if tokenizer else None)
+    chars = load_charset(charset, tokenizer)
     with progress_bar("validating") as update:
         report = validate_manifest(
             manifest,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 
 class TermCategory(str, Enum):
@@ -106,6 +106,13 @@ class ManifestEntry(BaseModel):
     audio_filepath: str
     duration: float
     text: str
+    # where the line came from (``file:line``), for errors found after reading; not written
+    _where: str = PrivateAttr(default="")
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the manifest line this entry was read from ("" if built in memory)."""
+        return self._where
 
     @field_validator("audio_filepath")
     @classmethod

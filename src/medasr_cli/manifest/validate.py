@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -41,7 +42,11 @@ class ValidationReport:
 
 
 def load_charset(charset: str | None, tokenizer: str | None) -> set[str] | None:
-    """The characters a transcript may use: from a literal/file, or from a tokenizer."""
+    """The characters a transcript may use: from a literal/file, or from a tokenizer.
+
+    ``tokenizer``: a SentencePiece ``.model``, a NeMo tokenizer folder, a ``.nemo`` model
+    (its tokenizer is read from the archive) or a hub model name (loaded with NeMo).
+    """
     if charset is None and tokenizer is None:
         return None
     chars: set[str] = set()
@@ -50,30 +55,80 @@ def load_charset(charset: str | None, tokenizer: str | None) -> set[str] | None:
         text = p.read_text(encoding="utf-8") if p.is_file() else charset
         chars |= set(text.replace("\n", ""))
     if tokenizer is not None:
-        chars |= _tokenizer_chars(Path(tokenizer))
+        chars |= tokenizer_charset(_load_sentencepiece(tokenizer))
     chars.add(" ")
     return chars
 
 
-def _tokenizer_chars(path: Path) -> set[str]:
-    """Characters covered by a SentencePiece model (a .model file or a NeMo tokenizer dir)."""
-    model = path / "tokenizer.model" if path.is_dir() else path
-    if not model.is_file():
-        raise InputError(f"{path}: no SentencePiece tokenizer.model found")
-    require("sentencepiece", "asr")
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor()
-    try:
-        sp.Load(str(model))
-    except (OSError, RuntimeError) as exc:
-        raise InputError(f"{model}: not a SentencePiece model") from exc
-    chars: set[str] = set()
+def tokenizer_charset(sp: Any) -> set[str]:
+    """The characters a SentencePiece model can produce (those of its pieces), and the space."""
+    chars: set[str] = {" "}
     for i in range(sp.GetPieceSize()):
         if sp.IsUnknown(i) or sp.IsControl(i):
             continue
         chars |= set(sp.IdToPiece(i).replace("\u2581", ""))
     return chars
+
+
+def _load_sentencepiece(spec: str) -> Any:
+    """A SentencePieceProcessor from a .model, a tokenizer folder, a .nemo or a hub name."""
+    require("sentencepiece", "asr")
+    import sentencepiece as spm
+
+    path = Path(spec)
+    if path.suffix == ".nemo":
+        return _sentencepiece_in_nemo(check_input_file(path, "model"))
+    if not path.exists() and "/" in spec and not spec.startswith((".", "/")):
+        from medasr_cli.core.asr_model import load_asr_model  # a hub name: NeMo downloads it
+
+        tokenizer = getattr(load_asr_model(spec, device="cpu"), "tokenizer", None)
+        sp = getattr(tokenizer, "tokenizer", None)
+        if sp is None or not hasattr(sp, "GetPieceSize"):
+            raise InputError(f"{spec}: the model has no SentencePiece tokenizer")
+        return sp
+    model = path / "tokenizer.model" if path.is_dir() else path
+    if not model.is_file():
+        raise InputError(f"{path}: no SentencePiece tokenizer.model found")
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.Load(str(model))
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"{model}: not a SentencePiece model") from exc
+    return sp
+
+
+def _sentencepiece_in_nemo(path: Path) -> Any:
+    """The tokenizer inside a ``.nemo`` archive (a tar holding ``*tokenizer.model``)."""
+    import tarfile
+
+    import sentencepiece as spm
+
+    try:
+        with tarfile.open(path) as tar:
+            member = next((m for m in tar.getmembers() if m.name.endswith("tokenizer.model")), None)
+            data = tar.extractfile(member).read() if member else None  # type: ignore[union-attr]
+    except (tarfile.TarError, OSError) as exc:
+        raise InputError(f"{path}: not a readable .nemo archive ({exc})") from exc
+    if not data:
+        raise InputError(f"{path}: the model has no SentencePiece tokenizer.model")
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(data)
+    return sp
+
+
+def untokenizable(entries: Iterable[ManifestEntry], charset: set[str]) -> list[str]:
+    """``file:line: 'c', 'd'`` for each transcript with characters outside ``charset``.
+
+    Such characters become unknown-token targets when training (a pretrained tokenizer
+    cannot produce °C, µg or curly quotes unless its pieces contain them).
+    """
+    out = []
+    for entry in entries:
+        outside = sorted({c for c in entry.text if c not in charset})
+        if outside:
+            where = entry.where or entry.audio_filepath
+            out.append(f"{where}: {', '.join(repr(c) for c in outside)}")
+    return out
 
 
 def validate_manifest(
@@ -120,6 +175,7 @@ def validate_manifest(
         except ValidationError as exc:
             bad(lineno, format_validation_error(exc))
             continue
+        entry._where = f"{p}:{lineno}"
         before = len(report.problems)
         _check_entry(entry, p.parent, lineno, bad, sample_rate, channels, charset, max_duration,
                      duration_tolerance)  # fmt: skip

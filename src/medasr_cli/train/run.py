@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medasr_cli.core.errors import MedasrError, require
+from medasr_cli.core.errors import InputError, MedasrError, require
 from medasr_cli.core.jsonl import atomic_write
+from medasr_cli.core.records import ManifestEntry
+from medasr_cli.manifest.validate import tokenizer_charset, untokenizable
 from medasr_cli.train.checkpoint import list_checkpoints, load_best, save_nemo
 from medasr_cli.train.config import to_yaml
 from medasr_cli.train.data import ReplayMix, check_manifest, data_config
@@ -122,6 +124,26 @@ def plan_run(
     return plan
 
 
+def check_tokenizer(model: Any, entries: Sequence[ManifestEntry]) -> None:
+    """Refuse transcripts with characters the model's tokenizer cannot produce.
+
+    They would train as unknown-token targets (a pretrained tokenizer has no piece for
+    °C, µg or a curly quote unless its training text had them).
+    """
+    sp = getattr(getattr(model, "tokenizer", None), "tokenizer", None)
+    if sp is None or not hasattr(sp, "GetPieceSize"):
+        return  # not a SentencePiece model: nothing to check against
+    bad = untokenizable(entries, tokenizer_charset(sp))
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InputError(
+            f"{len(bad)} transcript(s) use characters the model's tokenizer cannot produce "
+            f"(they would train as <unk>): {shown}. Write them out ('degrees', 'micrograms', "
+            "straight quotes) or list every line with `medasr manifest validate MANIFEST "
+            "--tokenizer MODEL`"
+        )
+
+
 def _visible_gpus() -> int:
     import torch
 
@@ -156,8 +178,13 @@ def run_training(
     require_launcher(int(cfg.trainer.num_nodes))
     train_entries = check_manifest(train_manifest, "train")
     val_sets = {"val": val_manifest} if isinstance(val_manifest, Path) else dict(val_manifest)
-    for name, path in val_sets.items():
-        check_manifest(path, f"validation ({name})" if len(val_sets) > 1 else "validation")
+    val_entries = [
+        entry
+        for name, path in val_sets.items()
+        for entry in check_manifest(
+            path, f"validation ({name})" if len(val_sets) > 1 else "validation"
+        )
+    ]
     monitor, weights = selection(cfg.validation.select, val_sets)
     for test in test_manifests:  # before training, not after hours of it
         check_manifest(test, "test")
@@ -191,6 +218,7 @@ def run_training(
         setup_timeout_s=float(cfg.dist.setup_timeout_s),
     )
     model = init_model(cfg, [e.text for e in train_entries], out_dir, accelerator, tokenizer)
+    check_tokenizer(model, [*train_entries, *(replay.general if replay else ()), *val_entries])
     mlflow_logger = attach_tracking(trainer, cfg, out_dir, resume, mlflow_uri, monitor)
     if resume:  # exp_manager found the last checkpoint, or there is none yet
         if getattr(trainer, "ckpt_path", None):
