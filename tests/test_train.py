@@ -552,6 +552,33 @@ def test_replay_training_redraws_each_epoch_and_evaluates_both_sets(
 
 
 @pytest.mark.slow
+def test_the_shipped_config_trains_as_shipped(
+    train_set: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """parakeet_tdt.yaml exactly as shipped (speed-perturbation augmentor, SpecAugment, the
+    cosine schedule with its warm-up ratio, replay, two validation sets, MLflow) with only the
+    model (a tiny .nemo for --init) and the steps changed. The shipped augmentor resamples with
+    resampy's kaiser_fast: without resampy installed (pyproject's train extra and the training
+    image's lock) the first perturbed utterance raised ModuleNotFoundError."""
+    general = make_dataset(tmp_path / "general", TRAIN_SENTENCES[5:])
+    out = tmp_path / "shipped"
+    proc = run_cli("train", "--init", str(trained_run / "model.nemo"),
+                   "--train-manifest", str(train_set), "--replay", str(general),
+                   "--val-manifest", f"medical={train_set}", "--val-manifest", f"general={general}",
+                   "--test-manifest", str(general), "--max-steps", "3", "--out", str(out),
+                   timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = (out / "config.yaml").read_text()
+    assert "resample_type: kaiser_fast" in cfg and "freq_masks: 2" in cfg
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["total_steps"] == 3 and plan["replay_utterances"] > 0
+    assert (out / "model.nemo").is_file() and (out / "eval_all.json").is_file()
+    assert "Skipping augmentation" not in (out / "train.log").read_text()  # it really perturbed
+    lock = (Path(__file__).parents[1] / "deploy" / "docker" / "train.txt").read_text()
+    assert "\nresampy==" in lock  # the training image installs what the augmentor needs
+
+
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(train_set: Path, tmp_path: Path) -> None:
     out = tmp_path / "resume"
     common = ["train", "--config", "tiny-cpu", "--train-manifest", str(train_set),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medasr_cli.core.errors import InputError
+from medasr_cli.core.errors import InputError, require
 from medasr_cli.core.jsonl import write_jsonl
 from medasr_cli.core.records import ManifestEntry
 from medasr_cli.manifest.validate import validate_manifest
@@ -73,6 +73,20 @@ class ReplayMix:
     def manifest(self, epoch: int) -> Path:
         out = self.folder / f"epoch_{epoch:03d}.jsonl"
         return mix_replay(self.domain, self.general, self.ratio, out, self.seed * 100_003 + epoch)
+
+
+def check_augmentor(ds: Any) -> None:
+    """Fail before training when the configured augmentor cannot run here.
+
+    NeMo's speed perturbation resamples with librosa; its ``kaiser_*`` types need
+    ``resampy``, and when that is missing NeMo logs a warning per utterance and skips
+    the augmentation, so a run would silently train without it.
+    """
+    augmentor = ds.get("augmentor") or {}
+    for name in ("speed", "time_stretch"):
+        step = augmentor.get(name) or {}
+        if str(step.get("resample_type", "")).startswith("kaiser"):
+            require("resampy", "train")
 
 
 def data_config(ds: Any, manifest: Path | Sequence[Path], accelerator: str, world: int) -> Any:

@@ -22,7 +22,7 @@ from medasr_cli.core.records import ManifestEntry
 from medasr_cli.manifest.validate import tokenizer_charset, untokenizable
 from medasr_cli.train.checkpoint import list_checkpoints, load_best, save_nemo
 from medasr_cli.train.config import to_yaml
-from medasr_cli.train.data import ReplayMix, check_manifest, data_config
+from medasr_cli.train.data import ReplayMix, check_augmentor, check_manifest, data_config
 from medasr_cli.train.dist import dist_env, init_process_group_if_launched, require_launcher
 from medasr_cli.train.plan import TrainPlan, check_dropped, plan_training, scheduler_config
 from medasr_cli.train.tracking import attach_tracking, log_config, log_outcome
@@ -176,6 +176,7 @@ def run_training(
     from medasr_cli.train.model_init import init_model
 
     require_launcher(int(cfg.trainer.num_nodes))
+    check_augmentor(cfg.model.train_ds)
     train_entries = check_manifest(train_manifest, "train")
     val_sets = {"val": val_manifest} if isinstance(val_manifest, Path) else dict(val_manifest)
     val_entries = [
