@@ -179,7 +179,7 @@ def plan_training(
         )
     elif warmup > total // 2:
         warnings.append(f"warm-up takes {warmup} of {total} steps")
-    if steps_per_epoch < 10:
+    if steps_per_epoch < 10 and world > 1:  # paying for many GPUs that have little to do
         warnings.append(
             f"an epoch is only {steps_per_epoch} optimizer step(s): a global batch of "
             f"{batch * world * accumulate} is large for {per_epoch:,} utterances; lower "
