@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,15 @@ def check_manifest(path: Path, role: str) -> list[ManifestEntry]:
             f"run `medasr manifest validate {path}` for all"
         )
     return report.entries
+
+
+def check_validation_sets(sets: Mapping[str, Path]) -> list[ManifestEntry]:
+    """Check every named validation manifest; returns all their entries."""
+    return [
+        entry
+        for name, path in sets.items()
+        for entry in check_manifest(path, f"validation ({name})" if len(sets) > 1 else "validation")
+    ]
 
 
 def mix_replay(

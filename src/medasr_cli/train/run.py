@@ -22,7 +22,13 @@ from medasr_cli.core.records import ManifestEntry
 from medasr_cli.manifest.validate import tokenizer_charset, untokenizable
 from medasr_cli.train.checkpoint import list_checkpoints, load_best, save_nemo
 from medasr_cli.train.config import to_yaml
-from medasr_cli.train.data import ReplayMix, check_augmentor, check_manifest, data_config
+from medasr_cli.train.data import (
+    ReplayMix,
+    check_augmentor,
+    check_manifest,
+    check_validation_sets,
+    data_config,
+)
 from medasr_cli.train.dist import dist_env, init_process_group_if_launched, require_launcher
 from medasr_cli.train.plan import TrainPlan, check_dropped, plan_training, scheduler_config
 from medasr_cli.train.tracking import attach_tracking, log_config, log_outcome
@@ -117,8 +123,7 @@ def plan_run(
         devices_per_node=devices_per_node, replay=replay,
     )  # fmt: skip
     if val_sets:
-        for name, path in val_sets.items():
-            check_manifest(path, f"validation ({name})" if len(val_sets) > 1 else "validation")
+        check_validation_sets(val_sets)
         plan.checkpoint_on = describe(*selection(cfg.validation.select, val_sets))
     plan.warnings += forgetting_warnings(cfg, test_manifests)
     return plan
@@ -179,13 +184,7 @@ def run_training(
     check_augmentor(cfg.model.train_ds)
     train_entries = check_manifest(train_manifest, "train")
     val_sets = {"val": val_manifest} if isinstance(val_manifest, Path) else dict(val_manifest)
-    val_entries = [
-        entry
-        for name, path in val_sets.items()
-        for entry in check_manifest(
-            path, f"validation ({name})" if len(val_sets) > 1 else "validation"
-        )
-    ]
+    val_entries = check_validation_sets(val_sets)
     monitor, weights = selection(cfg.validation.select, val_sets)
     for test in test_manifests:  # before training, not after hours of it
         check_manifest(test, "test")
