@@ -69,6 +69,12 @@ def _print_summary(s: SynthSummary) -> None:
         f"{s.produced_s / 3600:.4f} h in {s.wall_s:.1f} s ({s.realtime_factor:.1f}x real time)",
         soft_wrap=True,
     )
+    if s.max_utterance_s:
+        console.print(
+            f"split {s.split_scripts} script(s) into {s.parts} part(s) at sentence boundaries; "
+            f"{s.over_limit} utterance(s) measure over --max-utterance-s {s.max_utterance_s:g} s",
+            soft_wrap=True,
+        )
     for uid, err in list(s.failures.items())[:20]:
         err_console.print(f"[yellow]failed[/] {uid}: {err}", highlight=False, markup=False)
 
@@ -135,6 +141,15 @@ def synth(
     ),
     audio_format: str = typer.Option("wav", "--format", help="wav or flac (16-bit PCM)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N scripts."),
+    max_utterance_s: float = typer.Option(
+        0.0,
+        "--max-utterance-s",
+        min=0.0,
+        metavar="SECONDS",
+        help="Split a script whose estimated spoken length is over SECONDS into utterances at "
+        "sentence boundaries (train drops utterances over 24 s; 20 suits LLM dictations); "
+        "0 (the default) turns it off.",
+    ),
     coqui_model: str | None = typer.Option(None, "--coqui-model", help="Coqui model name."),
     coqui_model_path: Path | None = typer.Option(
         None, "--coqui-model-path", help="Local Coqui checkpoint."
@@ -183,6 +198,7 @@ def synth(
         shard=parse_shard(shard),
         audio_format=audio_format,
         limit=limit,
+        max_utterance_s=max_utterance_s,
     )
     with _synth_progress() as update:
         summary = run_synth(request, progress=update)

@@ -8,6 +8,7 @@ any ``--jobs`` and any resume agree on what each utterance is.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,8 +20,11 @@ from medasr_cli.core.ledger import Ledger
 from medasr_cli.core.records import Script
 from medasr_cli.core.shard import stable_hash, stable_hex
 from medasr_cli.synth.render import Job
+from medasr_cli.synth.split import split_script
 from medasr_cli.synth.voices import round_robin, sample_voice
 from medasr_cli.tts.base import VoiceSpec
+
+log = logging.getLogger(__name__)
 
 #: Bump when the rendering changes in a way that should invalidate old outputs.
 RENDER_VERSION = 1
@@ -51,47 +55,74 @@ def plan_jobs(
     audio_format: str,
     verbalize: Callable[[str], str],
     run_fingerprint: str,
+    max_utterance_s: float | None = None,
 ) -> list[Job]:
-    """One Job per (script, rendition), voices assigned over the whole run."""
+    """Jobs per (script, rendition), voices assigned over the whole run.
+
+    A script estimated over ``max_utterance_s`` is split (:mod:`medasr_cli.synth.split`)
+    into parts ``{script id}-{rendition}-p{j}``, all spoken by the rendition's voice;
+    a script that fits keeps the id ``{script id}-{rendition}`` and the inputs hash
+    it always had, so resuming a run made before splitting existed skips it.
+    """
     n = len(scripts) * per_script
     rr = round_robin(voices, n) if order == "round-robin" else None
     jobs: list[Job] = []
     used_names: set[str] = set()
+    too_long: list[str] = []
     for i, script in enumerate(scripts):
-        tts_text = verbalize(script.text)
+        parts = split_script(script.text, script.terms, verbalize, max_utterance_s)
+        if max_utterance_s and any(p.estimate_s > max_utterance_s for p in parts):
+            too_long.append(script.id)
         for k in range(per_script):
-            uid = f"{script.id}-{k}"
-            useed = utterance_seed(seed, uid)
+            rendition = f"{script.id}-{k}"
             voice = (
                 rr[i * per_script + k]
                 if rr
-                else sample_voice(voices, np.random.default_rng([useed, 1]))
-            )
-            name = _safe(uid)
-            if name in used_names:
-                name = f"{name}-{stable_hex(uid, 8)}"
-            used_names.add(name)
-            fields = {
-                "id": uid,
-                "text": script.text,
-                "tts_text": tts_text,
-                "voice": voice.label,
-                "seed": useed,
-                "format": audio_format,
-            }
-            jobs.append(
-                Job(
-                    id=uid,
-                    script_id=script.id,
-                    text=script.text,
-                    tts_text=tts_text,
-                    voice=voice,
-                    seed=useed,
-                    audio_path=f"audio/{name}.{audio_format}",
-                    inputs_hash=inputs_hash(fields, run_fingerprint),
-                    terms=tuple(script.terms),
+                else sample_voice(
+                    voices, np.random.default_rng([utterance_seed(seed, rendition), 1])
                 )
             )
+            for j, part in enumerate(parts):
+                split = (j, len(parts)) if len(parts) > 1 else None
+                uid = f"{rendition}-p{j}" if split else rendition
+                name = _safe(uid)
+                if name in used_names:
+                    name = f"{name}-{stable_hex(uid, 8)}"
+                used_names.add(name)
+                fields: dict[str, Any] = {
+                    "id": uid,
+                    "text": part.text,
+                    "tts_text": part.tts_text,
+                    "voice": voice.label,
+                    "seed": utterance_seed(seed, uid),
+                    "format": audio_format,
+                }
+                if split:  # parts only: a whole script's hash is what it was before splitting
+                    fields["part"], fields["parts"] = split
+                jobs.append(
+                    Job(
+                        id=uid,
+                        script_id=script.id,
+                        text=part.text,
+                        tts_text=part.tts_text,
+                        voice=voice,
+                        seed=fields["seed"],
+                        audio_path=f"audio/{name}.{audio_format}",
+                        inputs_hash=inputs_hash(fields, run_fingerprint),
+                        terms=part.terms,
+                        rendition=rendition,
+                        part=split[0] if split else None,
+                        parts=split[1] if split else None,
+                    )
+                )
+    if too_long:
+        log.warning(
+            "%d script(s) keep a sentence estimated over --max-utterance-s %g s whole "
+            "(no sentence boundary to cut at), e.g. %s",
+            len(too_long),
+            max_utterance_s,
+            too_long[0],
+        )
     return jobs
 
 

@@ -41,7 +41,15 @@ class Job:
     seed: int
     audio_path: str  # relative to the output folder
     inputs_hash: str
-    terms: tuple[str, ...] = ()
+    terms: tuple[str, ...] = ()  # the target terms spoken in this utterance
+    rendition: str = ""  # "{script id}-{k}": shared by the parts of one split rendition
+    part: int | None = None  # with parts: this is part `part` (0-based) of `parts`
+    parts: int | None = None
+
+    @property
+    def group(self) -> str:
+        """What shard membership hashes: the rendition, so all its parts land in one shard."""
+        return self.rendition or self.id
 
 
 @dataclass
@@ -161,6 +169,8 @@ class Renderer:
             "seed": job.seed,
             "inputs_hash": job.inputs_hash,
         }
+        if job.parts is not None:  # a part of a split script (whole scripts have no such keys)
+            record.update(part=job.part, parts=job.parts)
         return Utterance.model_validate(record).model_dump(mode="json")
 
     def _write(self, job: Job, pcm: np.ndarray, sr: int) -> None:

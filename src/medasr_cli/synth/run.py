@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -51,6 +52,8 @@ from medasr_cli.tts.registry import EngineOptions, create_engine
 
 log = logging.getLogger(__name__)
 
+_PART_SUFFIX = re.compile(r"-p\d+$")  # "{script id}-{k}-p{j}" -> its rendition
+
 Progress = Callable[[int, int, float], None]  # (done, total, audio seconds so far)
 
 
@@ -77,6 +80,9 @@ class SynthRequest:
     shard: tuple[int, int] | None = None
     audio_format: str = "wav"
     limit: int | None = None
+    # split scripts estimated longer than this (s) at sentence boundaries; None or 0: never
+    # (off by default: docs/synth.md says why, and recommends 20 for LLM dictations)
+    max_utterance_s: float | None = None
 
     @property
     def jsonl_path(self) -> Path:
@@ -146,6 +152,8 @@ def prepare(req: SynthRequest) -> tuple[list[Job], RenderOptions]:
         raise InputError(f"--format {req.audio_format!r}: use wav or flac")
     if req.jobs < 1 or req.per_script < 1:
         raise InputError("--jobs and --per-script must be at least 1")
+    if req.max_utterance_s is not None and req.max_utterance_s < 0:
+        raise InputError(f"--max-utterance-s {req.max_utterance_s:g}: use seconds, or 0 for off")
     req.out_dir.mkdir(parents=True, exist_ok=True)
     voices = req.voices or default_plan()
     _check_voices(voices, req.engine_options)
@@ -160,9 +168,10 @@ def prepare(req: SynthRequest) -> tuple[list[Job], RenderOptions]:
         audio_format=req.audio_format,
         verbalize=_verbalizer(req),
         run_fingerprint=_fingerprint(req, noise, rirs),
+        max_utterance_s=req.max_utterance_s or None,
     )
     settings = RenderOptions(str(req.out_dir), req.config, req.engine_options, noise, rirs)
-    return [j for j in jobs if in_shard(j.id, req.shard)], settings
+    return [j for j in jobs if in_shard(j.group, req.shard)], settings
 
 
 def _outcomes(
@@ -263,6 +272,7 @@ def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSumma
         timings=timings,
         wall_s=time.perf_counter() - started,
         jsonl=req.jsonl_path,
+        max_utterance_s=req.max_utterance_s or None,
     )
 
 
@@ -270,7 +280,9 @@ def _compact(ledger: Ledger, jobs: list[Job]) -> list[dict[str, Any]]:
     """Rewrite the JSONL atomically: one record per id, planned ids first in plan order.
 
     Records of this plan with another inputs hash (stale) are dropped; records
-    of ids outside the plan (another run's) are kept after them.
+    of ids outside the plan (another run's) are kept after them, except those
+    the plan replaces: a rendition now split (or split differently, or no
+    longer split) drops its old whole record and its old parts.
     """
     existing = ledger.records
     planned = [
@@ -279,6 +291,11 @@ def _compact(ledger: Ledger, jobs: list[Job]) -> list[dict[str, Any]]:
         if j.id in existing and existing[j.id].get("inputs_hash") == j.inputs_hash
     ]
     ids = {j.id for j in jobs}
-    others = [rec for uid, rec in existing.items() if uid not in ids]
+    renditions = {j.group for j in jobs}
+    others = [
+        rec
+        for uid, rec in existing.items()
+        if uid not in ids and _PART_SUFFIX.sub("", uid) not in renditions
+    ]
     ledger.rewrite(planned + others)  # written even when empty: a shard with no work reports in
     return planned

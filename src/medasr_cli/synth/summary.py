@@ -29,6 +29,10 @@ class SynthSummary:
     produced_s: float = 0.0
     wall_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    max_utterance_s: float | None = None  # the --max-utterance-s limit (None: off)
+    split_scripts: int = 0  # scripts said in several parts
+    parts: int = 0  # utterances that are such parts
+    over_limit: int = 0  # utterances longer than the limit when measured (parts or whole)
 
     @property
     def realtime_factor(self) -> float:
@@ -61,6 +65,7 @@ def summarise(
     timings: dict[str, float],
     wall_s: float,
     jsonl: Path,
+    max_utterance_s: float | None = None,
 ) -> SynthSummary:
     """Aggregate the final records of a run."""
     by_voice: dict[str, float] = defaultdict(float)
@@ -74,6 +79,8 @@ def summarise(
         if rec.get("peak_dbfs") is not None:
             peaks.append(float(rec["peak_dbfs"]))
         clipped += int(rec.get("clipped_samples") or 0)
+    parts = [rec for rec in records if int(rec.get("parts") or 1) > 1]
+    over = [rec for rec in records if max_utterance_s and rec["duration"] > max_utterance_s]
     return SynthSummary(
         jsonl=jsonl,
         utterances=len(records),
@@ -89,4 +96,8 @@ def summarise(
         produced_s=produced_s,
         wall_s=wall_s,
         timings=timings,
+        max_utterance_s=max_utterance_s,
+        split_scripts=len({rec.get("script_id") for rec in parts}),
+        parts=len(parts),
+        over_limit=len(over),
     )
