@@ -267,7 +267,8 @@ def test_terms_go_through_the_template_backend(tmp_path: Path, bank: Path) -> No
     assert proc.returncode == 0, proc.stderr
     scripts = _lines(out / "scripts.jsonl")
     records = _lines(out / "utterances.jsonl")
-    assert scripts and len(records) == len(scripts)
+    # a dictation over --max-utterance-s (20 s by default) is split: every script is spoken
+    assert scripts and len(records) >= len(scripts)
     spoken = " ".join(r["text"].lower() for r in records)
     assert "apixaban" in spoken and "cholecystectomy" in spoken
     assert {r["script_id"] for r in records} == {s["id"] for s in scripts}

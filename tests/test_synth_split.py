@@ -340,8 +340,9 @@ def test_manifest_build_carries_the_part_fields(cli_run: Path, tmp_path: Path) -
     assert max(item.duration for item in coll.data) < LIMIT_S
 
 
-def test_off_by_default_and_a_negative_limit_is_refused(tmp_path: Path) -> None:
-    assert SynthRequest(out_dir=tmp_path).max_utterance_s is None
+def test_20_s_by_default_and_a_negative_limit_is_refused(tmp_path: Path) -> None:
+    # 20 s (estimated) keeps parts under train's 24 s max_duration: long dictations train
+    assert SynthRequest(out_dir=tmp_path).max_utterance_s == 20.0
     req = SynthRequest(out_dir=tmp_path, scripts=tmp_path / "s.txt", max_utterance_s=-1.0)
     with pytest.raises(InputError, match="--max-utterance-s -1: use seconds, or 0 for off"):
         prepare(req)

@@ -142,13 +142,13 @@ def synth(
     audio_format: str = typer.Option("wav", "--format", help="wav or flac (16-bit PCM)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N scripts."),
     max_utterance_s: float = typer.Option(
-        0.0,
+        20.0,
         "--max-utterance-s",
         min=0.0,
         metavar="SECONDS",
         help="Split a script whose estimated spoken length is over SECONDS into utterances at "
-        "sentence boundaries (train drops utterances over 24 s; 20 suits LLM dictations); "
-        "0 (the default) turns it off.",
+        "sentence boundaries, so long dictations stay trainable (train drops utterances over "
+        "24 s); 0 turns it off.",
     ),
     coqui_model: str | None = typer.Option(None, "--coqui-model", help="Coqui model name."),
     coqui_model_path: Path | None = typer.Option(

@@ -82,7 +82,7 @@ class SynthRequest:
     limit: int | None = None
     # split scripts estimated longer than this (s) at sentence boundaries; None or 0: never
     # (off by default: docs/synth.md says why, and recommends 20 for LLM dictations)
-    max_utterance_s: float | None = None
+    max_utterance_s: float | None = 20.0  # split longer scripts (estimate); None or 0: off
 
     @property
     def jsonl_path(self) -> Path:
