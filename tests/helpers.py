@@ -92,6 +92,29 @@ def one_error_line(proc: subprocess.CompletedProcess[str], prefix: str = "") -> 
     return lines[0]
 
 
+# --- stage outputs ---------------------------------------------------------------------------
+
+
+def jsonl_records(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSONL file (blank lines skipped)."""
+    import json
+
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def synth_fingerprint(out: Path, jsonl: Path) -> dict[str, tuple[str, str]]:
+    """id -> (inputs hash, sha256 of the audio file) for every record of a synth run."""
+    import hashlib
+
+    return {
+        rec["id"]: (
+            rec["inputs_hash"],
+            hashlib.sha256((out / rec["audio_filepath"]).read_bytes()).hexdigest(),
+        )
+        for rec in jsonl_records(jsonl)
+    }
+
+
 # --- audio and ports ------------------------------------------------------------------------
 
 

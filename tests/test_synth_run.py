@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, one_error_line, run_cli
+from helpers import cli_env, jsonl_records, one_error_line, run_cli, synth_fingerprint
 from medasr_cli.synth import SynthRequest, load_config, run_synth
 from medasr_cli.synth.noisebank import build_noise_bank
 from medasr_cli.tts import VoiceSpec
@@ -29,19 +28,6 @@ SENTENCES = [
     "She has a history of Crohn's disease.",
     "Haemoglobin was low on admission.",
 ]
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
-def _fingerprint(out: Path, jsonl: Path) -> dict[str, tuple[str, str]]:
-    """id -> (inputs hash, sha256 of the audio samples) for every record."""
-    result = {}
-    for rec in _lines(jsonl):
-        audio = (out / rec["audio_filepath"]).read_bytes()
-        result[rec["id"]] = (rec["inputs_hash"], hashlib.sha256(audio).hexdigest())
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +55,7 @@ def test_cli_output_feeds_manifest_build_and_validate(
                    "--format", "flac", env=cli_env(COLUMNS="200"), timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "measured SNR" in proc.stdout and "clipped samples 0" in proc.stdout
-    records = _lines(out / "utterances.jsonl")
+    records = jsonl_records(out / "utterances.jsonl")
     assert len(records) == len(SENTENCES)
     assert {r["voice"] for r in records} == set(voices.split(","))
     for rec, written in zip(records, SENTENCES, strict=True):
@@ -85,7 +71,7 @@ def test_cli_output_feeds_manifest_build_and_validate(
         "--quiet", "manifest", "validate", str(manifest), env=cli_env(COLUMNS="200"), timeout=240
     )
     assert proc.returncode == 0, proc.stderr
-    entries = _lines(manifest)
+    entries = jsonl_records(manifest)
     assert [e["text"] for e in entries] == SENTENCES
     assert all("snr_db" in e and "voice" in e for e in entries)
 
@@ -117,7 +103,7 @@ def test_resume_after_kill_gives_the_same_set(tmp_path: Path, bank: Path) -> Non
             break
         time.sleep(0.02)
     proc.wait()
-    done = len(_lines(jsonl))
+    done = len(jsonl_records(jsonl))
     assert 3 <= done < 12, "the run finished before it could be killed"
     with jsonl.open("a") as fh:  # the crash also tore the line being written
         fh.write('{"id": "torn-record", "text": "half')
@@ -128,9 +114,9 @@ def test_resume_after_kill_gives_the_same_set(tmp_path: Path, bank: Path) -> Non
         "--quiet", *args, "--out", str(tmp_path / "fresh"), env=cli_env(COLUMNS="200"), timeout=240
     )
     assert fresh.returncode == 0, fresh.stderr
-    ids = [r["id"] for r in _lines(jsonl)]
+    ids = [r["id"] for r in jsonl_records(jsonl)]
     assert len(ids) == len(set(ids)) == 12
-    assert _fingerprint(out, jsonl) == _fingerprint(
+    assert synth_fingerprint(out, jsonl) == synth_fingerprint(
         tmp_path / "fresh", tmp_path / "fresh" / "utterances.jsonl"
     )
 
@@ -149,7 +135,7 @@ def test_shards_partition_the_run(tmp_path: Path, scripts: Path, bank: Path) -> 
         )
         summary = run_synth(req)
         assert not summary.failures
-        return _fingerprint(out, req.jsonl_path)
+        return synth_fingerprint(out, req.jsonl_path)
 
     whole = run(tmp_path / "all", None)
     parts = [run(tmp_path / "sharded", (k, 3)) for k in (1, 2, 3)]
@@ -176,7 +162,7 @@ def test_rerun_is_idempotent_and_changed_inputs_rerender(
         SynthRequest(out_dir=tmp_path, scripts=scripts, voices=voices, noise_bank=bank, seed=9)
     )
     assert changed.rendered == 6
-    assert len(_lines(tmp_path / "utterances.jsonl")) == 6
+    assert len(jsonl_records(tmp_path / "utterances.jsonl")) == 6
 
 
 def test_failing_utterance_is_skipped_and_reported(tmp_path: Path, bank: Path) -> None:
@@ -265,8 +251,8 @@ def test_terms_go_through_the_template_backend(tmp_path: Path, bank: Path) -> No
             "--voices", "espeak:en-gb-x-rp", "--noise-bank", str(bank)]  # fmt: skip
     proc = run_cli("--quiet", *args, env=cli_env(COLUMNS="200"), timeout=240)
     assert proc.returncode == 0, proc.stderr
-    scripts = _lines(out / "scripts.jsonl")
-    records = _lines(out / "utterances.jsonl")
+    scripts = jsonl_records(out / "scripts.jsonl")
+    records = jsonl_records(out / "utterances.jsonl")
     # a dictation over --max-utterance-s (20 s by default) is split: every script is spoken
     assert scripts and len(records) >= len(scripts)
     spoken = " ".join(r["text"].lower() for r in records)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_cli
+from helpers import cli_env, jsonl_records, run_cli, synth_fingerprint
 from medasr_cli.core.errors import InputError
-from medasr_cli.core.jsonl import iter_jsonl
 from medasr_cli.core.records import GeneratorInfo, Script
 from medasr_cli.core.shard import in_shard
 from medasr_cli.synth import SynthRequest, load_config, run_synth
@@ -51,21 +49,6 @@ def _script(sid: str, text: str, terms: list[str] | None = None) -> Script:
 
 def _terms_in(text: str) -> set[str]:
     return {t for t in LONG_TERMS if t.lower() in text.lower()}
-
-
-def _lines(path: Path) -> list[dict]:
-    return [record for _, record in iter_jsonl(path)]
-
-
-def _fingerprint(out: Path, jsonl: Path) -> dict[str, tuple[str, str]]:
-    """id -> (inputs hash, sha256 of the audio file) for every record."""
-    return {
-        rec["id"]: (
-            rec["inputs_hash"],
-            hashlib.sha256((out / rec["audio_filepath"]).read_bytes()).hexdigest(),
-        )
-        for rec in _lines(jsonl)
-    }
 
 
 # --- sentences ------------------------------------------------------------------------------
@@ -257,7 +240,7 @@ def cli_run(scripts_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @needs_espeak
 def test_cli_parts_measure_under_the_limit(cli_run: Path) -> None:
-    records = _lines(cli_run / "utterances.jsonl")
+    records = jsonl_records(cli_run / "utterances.jsonl")
     parts = [r for r in records if r["script_id"] == "long"]
     n = len(parts) // 2
     assert n >= 3 and len(records) == 2 * n + 2
@@ -289,7 +272,7 @@ def test_jobs_and_resume_agree_bit_for_bit(
     summary = run_synth(req)
     assert summary.split_scripts == 1 and summary.parts == summary.utterances - 2
     assert summary.over_limit == 0
-    assert _fingerprint(tmp_path, req.jsonl_path) == _fingerprint(
+    assert synth_fingerprint(tmp_path, req.jsonl_path) == synth_fingerprint(
         cli_run, cli_run / "utterances.jsonl"
     )
     again = run_synth(req)
@@ -306,7 +289,7 @@ def test_splitting_an_existing_run_replaces_its_whole_records(
             config=load_config(overrides=QUIET), auto_noise_bank=False, max_utterance_s=limit,
         )  # fmt: skip
         run_synth(req)
-        return _lines(req.jsonl_path)
+        return jsonl_records(req.jsonl_path)
 
     assert [r["id"] for r in run(0)] == ["long-0", "short-0"]  # 0: off
     split = run(LIMIT_S)
@@ -321,8 +304,8 @@ def test_manifest_build_carries_the_part_fields(cli_run: Path, tmp_path: Path) -
     proc = run_cli("--quiet", "manifest", "build", str(cli_run / "utterances.jsonl"), "--out",
                    str(manifest), env=cli_env(COLUMNS="200"), timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    entries = _lines(manifest)
-    records = {r["id"]: r for r in _lines(cli_run / "utterances.jsonl")}
+    entries = jsonl_records(manifest)
+    records = {r["id"]: r for r in jsonl_records(cli_run / "utterances.jsonl")}
     for e in entries:
         rec = records[e["id"]]
         assert (e["text"], e["script_id"], e["terms"]) == (
