@@ -12,6 +12,7 @@ from rich.table import Table
 from medasr_cli.cli.common import console, err_console, state
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.logging import library_logs_to
+from medasr_cli.train.arch import architectures
 
 if TYPE_CHECKING:
     from medasr_cli.train.plan import TrainPlan
@@ -93,7 +94,7 @@ def train_command(
         help="Build a new FastConformer-TDT (see --arch) with a BPE tokenizer trained on the training text.",
     ),
     arch: str = typer.Option(
-        "tiny", "--arch", help="Architecture for --from-scratch: tiny | small | parakeet-xl."
+        "tiny", "--arch", help=f"Architecture for --from-scratch: {' | '.join(architectures())}."
     ),
     tokenizer: Path | None = typer.Option(
         None,
@@ -101,7 +102,11 @@ def train_command(
         help="Replace the pretrained tokenizer with this SentencePiece dir (the TDT loss is rebuilt).",
     ),
     nodes: int | None = typer.Option(
-        None, "--nodes", min=1, help="Number of nodes (trainer.num_nodes)."
+        None,
+        "--nodes",
+        min=1,
+        help="Number of nodes (trainer.num_nodes); more than one needs a launcher on each "
+        "(torchrun, srun or the Kubernetes PyTorchJob; docs/train.md, 'Several nodes').",
     ),
     gpus: int | None = typer.Option(
         None, "--gpus", min=1, help="GPUs per node (trainer.devices); default: all visible, or CPU."
