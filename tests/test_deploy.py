@@ -2,14 +2,16 @@
 
 The tools (hadolint, yamllint, kubectl's kustomize, kubernetes-validate) run through
 ``scripts/validate_deploy.sh``; the custom resources are validated against models generated
-from their CRD schemas (KEDA, Prometheus Operator) or their required fields (Karpenter);
+from their CRD schemas (KEDA, Prometheus Operator), against the published CRD schema itself
+(Kubeflow's PyTorchJob, vendored in tests/data/crds) or their required fields (Karpenter);
 everything else here checks that names, selectors, ports, paths, routes, settings and
-metric names agree between files and with the code of ``medasr serve``.
+metric names agree between files and with the code of ``medasr serve`` and ``medasr train``.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 import subprocess
 from pathlib import Path
@@ -20,6 +22,7 @@ import yaml
 
 from medasr_cli import __version__
 from test_deploy_support import (
+    CRDS,
     NAMESPACE,
     OVERLAYS,
     OWN_IMAGES,
@@ -28,7 +31,9 @@ from test_deploy_support import (
     all_objects,
     configmap_env,
     containers,
+    crd_problems,
     env_of,
+    expand,
     find,
     image_name,
     need_tool,
@@ -36,6 +41,7 @@ from test_deploy_support import (
     parse_dockerfile,
     plain_env,
     pod_templates,
+    pytorchjob_env,
     tool,
 )
 
@@ -110,6 +116,103 @@ def test_custom_resources_match_their_crd_schemas() -> None:
     broken["spec"]["triggers"][0]["metadata"]["threshold"] = 1  # must be a string
     with pytest.raises(ValueError):
         models["ScaledObject"].model_validate(broken)
+
+
+PYTORCHJOB_CRD = "kubeflow.org_pytorchjobs.yaml"
+# Values the operator accepts where the CRD schema only says "string".
+RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
+CLEAN_POD_POLICIES = ("All", "Running", "None")
+RDZV_BACKENDS = ("c10d", "etcd", "etcd-v2")
+
+
+def _pytorchjob_problems(job: Obj) -> list[str]:
+    """The CRD schema (strict: unknown fields are errors), then the rules that the Training
+    Operator's admission webhook and controller enforce and the schema does not express."""
+    problems = crd_problems(job, PYTORCHJOB_CRD)
+    spec = job.get("spec", {})
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", job["metadata"]["name"]):
+        problems.append("metadata.name: not a DNS-1035 label")
+    replicas = spec.get("pytorchReplicaSpecs", {})
+    elastic = spec.get("elasticPolicy")
+    problems += [f"replica type {t}: only Master or Worker" for t in replicas
+                 if t not in ("Master", "Worker")]  # fmt: skip
+    if elastic is not None and "Worker" not in replicas:
+        problems.append("elasticPolicy needs a Worker replica spec")
+    if elastic is not None and "nProcPerNode" in elastic and "nprocPerNode" in spec:
+        problems.append("elasticPolicy.nProcPerNode must not be used with nprocPerNode")
+    for rtype, replica in replicas.items():
+        if replica.get("restartPolicy", "OnFailure") not in RESTART_POLICIES:
+            problems.append(f"{rtype}.restartPolicy: {replica['restartPolicy']}")
+        pod_spec = replica.get("template", {}).get("spec", {})
+        if "pytorch" not in [c.get("name") for c in pod_spec.get("containers", [])]:
+            problems.append(f"{rtype}: no container named pytorch")
+    clean = spec.get("runPolicy", {}).get("cleanPodPolicy", "None")
+    if clean not in CLEAN_POD_POLICIES:
+        problems.append(f"cleanPodPolicy: {clean}")
+    backend = (elastic or {}).get("rdzvBackend", "c10d")
+    if backend not in RDZV_BACKENDS:
+        problems.append(f"rdzvBackend: {backend}")
+    return problems
+
+
+def test_pytorchjob_matches_its_crd_schema() -> None:
+    """The training job against the vendored kubeflow.org/v1 PyTorchJob CRD (whose pod
+    templates are fully typed) and the operator's own admission rules."""
+    jobs = find("PyTorchJob")
+    assert [j["metadata"]["name"] for j in jobs] == ["medasr-train"]
+    for job in jobs:
+        assert _pytorchjob_problems(job) == []
+
+
+_WORKER = "spec.pytorchReplicaSpecs.Worker"
+_MAIN = f"{_WORKER}.template.spec.containers.0"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "found"),
+    [
+        ("spec.elasticPolicy.maxReplicas", "2", "is not of type 'integer'"),
+        ("spec.elasticPolicy.maxRestart", 3, "'maxRestart' was unexpected"),  # a typo
+        (f"{_WORKER}.replicas", 2.5, "is not of type 'integer'"),
+        # The pod templates are typed too: unknown fields, types, formats, duplicate keys.
+        (f"{_MAIN}.resource", {"limits": {}}, "'resource' was unexpected"),
+        (f"{_WORKER}.template.spec.nodeSelecter", {}, "'nodeSelecter' was unexpected"),
+        (f"{_MAIN}.ports.0.containerPort", "29400", "is not of type 'integer'"),
+        (f"{_MAIN}.ports.0.containerPort", 2**31, "is not a 'int32'"),
+        (f"{_MAIN}.env.99", {"name": "HF_HOME", "value": "/tmp"}, 'duplicate entry ["HF_HOME"]'),
+        ("apiVersion", "kubeflow.org/v2", "is not one of ['kubeflow.org/v1']"),
+        # The operator's admission rules.
+        (f"{_WORKER}.restartPolicy", "OnFail", "restartPolicy: OnFail"),
+        (f"{_MAIN}.name", "train", "no container named pytorch"),
+        ("spec.elasticPolicy.nProcPerNode", 8, "must not be used with nprocPerNode"),
+        ("spec.runPolicy.cleanPodPolicy", "Never", "cleanPodPolicy: Never"),
+        ("spec.pytorchReplicaSpecs.Chief", {"replicas": 1}, "only Master or Worker"),
+        ("spec.elasticPolicy.rdzvBackend", "tcp", "rdzvBackend: tcp"),
+    ],
+)
+def test_pytorchjob_checks_catch(path: str, value: Any, found: str) -> None:
+    broken = copy.deepcopy(one("PyTorchJob", "medasr-train"))
+    *parents, last = path.split(".")
+    node: Any = broken
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list) and int(last) >= len(node):
+        node.append(value)
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    problems = _pytorchjob_problems(broken)
+    assert any(found in p for p in problems), f"{path}={value!r}: {problems}"
+
+
+def test_vendored_crds_are_the_published_files() -> None:
+    """Each vendored CRD still has the sha256 recorded beside it (tests/data/crds/README.md)."""
+    readme = (CRDS / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+\.yaml)` \|.*?\| `([0-9a-f]{64})` \|", readme, re.M)
+    assert {name for name, _ in rows} == {p.name for p in CRDS.glob("*.yaml")}
+    for name, sha in rows:
+        assert hashlib.sha256((CRDS / name).read_bytes()).hexdigest() == sha, name
 
 
 def test_karpenter_resources_have_required_fields() -> None:
@@ -344,18 +447,26 @@ def test_fsx_claim_exists_and_serve_mounts_it_read_only() -> None:
 
 
 def test_trained_model_path_is_the_served_model_path() -> None:
-    """train writes OUT_DIR/model.nemo on FSx; serve reads MEDASR_MODEL through its mount."""
-    _, _, container = _serve()
+    """train writes --out/model.nemo on FSx; serve reads MEDASR_MODEL through its mount of
+    the same claim."""
+    _, pod, container = _serve()
     model = plain_env(container)["MEDASR_MODEL"]
     (mount,) = [m for m in container["volumeMounts"] if model.startswith(m["mountPath"] + "/")]
     on_fsx = "/fsx/" + "/".join(
         p for p in (mount.get("subPath", ""), model[len(mount["mountPath"]) + 1 :]) if p
     )
-    job = one("Job", "medasr-train")
-    (train,) = job["spec"]["template"]["spec"]["containers"]
+    served_claim = {v["name"]: v for v in pod["spec"]["volumes"]}[mount["name"]]
+    _, worker, train = _train_job()
     fsx_mount = next(m for m in train["volumeMounts"] if m["mountPath"] == "/fsx")
-    assert fsx_mount["name"] in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
-    assert configmap_env(train)["OUT_DIR"] + "/model.nemo" == on_fsx
+    assert not fsx_mount.get("readOnly") and "subPath" not in fsx_mount
+    train_claim = {v["name"]: v for v in worker["template"]["spec"]["volumes"]}[fsx_mount["name"]]
+    assert (
+        train_claim["persistentVolumeClaim"]["claimName"]
+        == served_claim["persistentVolumeClaim"]["claimName"]
+    )
+    out = _option([expand(a, plain_env(train)) for a in train["args"]], "--out")
+    assert out == configmap_env(train)["OUT_DIR"]
+    assert out + "/model.nemo" == on_fsx
 
 
 # ---- gateway --------------------------------------------------------------------------------
@@ -434,38 +545,65 @@ def test_secrets_referenced_are_the_ones_docs_create() -> None:
 # ---- train and data -------------------------------------------------------------------------
 
 
+def _train_job() -> tuple[Obj, Obj, Obj]:
+    """The training PyTorchJob, its Worker replica spec and that replica's one container."""
+    job = one("PyTorchJob", "medasr-train")
+    worker = job["spec"]["pytorchReplicaSpecs"]["Worker"]
+    (container,) = worker["template"]["spec"]["containers"]
+    return job, worker, container
+
+
+def _option(argv: list[str], name: str) -> str:
+    assert argv.count(name) == 1, f"{name} appears {argv.count(name)} times"
+    return argv[argv.index(name) + 1]
+
+
 def test_train_job_is_consistent() -> None:
-    job = one("Job", "medasr-train")
-    spec = job["spec"]
-    pod = spec["template"]
-    (c,) = pod["spec"]["containers"]
+    """One world size everywhere: Worker replicas x nprocPerNode (what the operator tells
+    torchrun) = --nodes x --gpus (what medasr train plans for) = the GPUs the pods get."""
+    job, worker, c = _train_job()
+    spec, elastic = job["spec"], job["spec"]["elasticPolicy"]
     env = configmap_env(c)
     nodes, gpus = int(env["NNODES"]), int(env["GPUS_PER_NODE"])
-    assert spec["completionMode"] == "Indexed"
-    assert spec["completions"] == spec["parallelism"] == nodes
-    assert int(c["resources"]["limits"]["nvidia.com/gpu"]) == gpus
-    args = c["args"]
+    # Workers only: a Master replica brings the operator's init container, which has no
+    # securityContext and is refused by the namespace's restricted Pod Security Standard.
+    assert set(spec["pytorchReplicaSpecs"]) == {"Worker"}
+    # A fixed size: trainer.num_nodes and the plan cannot follow a shrinking group.
+    assert worker["replicas"] == elastic["minReplicas"] == elastic["maxReplicas"] == nodes
+    assert spec["nprocPerNode"] == str(gpus) and "nProcPerNode" not in elastic
+    res = c["resources"]
+    assert int(res["limits"]["nvidia.com/gpu"]) == int(res["requests"]["nvidia.com/gpu"]) == gpus
+
     assert c["command"] == ["torchrun"]
-    assert "--nnodes=$(NNODES)" in args and "--nproc-per-node=$(GPUS_PER_NODE)" in args
-    assert "--node-rank=$(JOB_COMPLETION_INDEX)" in args
-    cli = args[args.index("medasr") :]
+    launcher = c["args"][: c["args"].index("medasr")]
+    assert launcher == ["--no-python"], "torchrun flags here would override the PET_* settings"
+    cli = [expand(a, plain_env(c)) for a in c["args"][len(launcher) :]]
     assert cli[:2] == ["medasr", "train"]
-    assert (
-        cli[cli.index("--nodes") + 1] == "$(NNODES)"
-        and cli[cli.index("--gpus") + 1] == "$(GPUS_PER_NODE)"
-    )
-    assert "--mlflow-uri" in cli and env["MLFLOW_TRACKING_URI"].startswith("http")
-    known = {*env, *plain_env(c), "JOB_COMPLETION_INDEX"}
-    for ref in re.findall(r"\$\(([A-Za-z_0-9]+)\)", " ".join(args)):
-        assert ref in known, f"$({ref}) is not defined"
-    svc = one("Service", pod["spec"]["subdomain"])
-    assert svc["spec"]["clusterIP"] == "None"
-    assert _selects(svc["spec"]["selector"], pod["metadata"]["labels"])
-    master = next(a for a in args if a.startswith("--master-addr=")).split("=", 1)[1]
-    assert master == f"{job['metadata']['name']}-0.{svc['metadata']['name']}"
-    port = next(a for a in args if a.startswith("--master-port=")).split("=", 1)[1]
-    assert int(port) in {p["port"] for p in svc["spec"]["ports"]}
-    assert int(port) in {p["containerPort"] for p in c["ports"]}
+    assert int(_option(cli, "--nodes")) == worker["replicas"] == nodes
+    assert _option(cli, "--gpus") == spec["nprocPerNode"]
+    assert "--resume" in cli, "every (re)start must continue from the last checkpoint"
+    assert _option(cli, "--out").startswith("/fsx/") and _option(cli, "--data").startswith("/fsx/")
+    assert _option(cli, "--mlflow-uri").startswith("http")
+    for ref in re.findall(r"\$\(([A-Za-z_0-9]+)\)", " ".join(c["args"])):
+        assert ref in plain_env(c), f"$({ref}) is not defined"
+
+    # What the operator gives torchrun: the c10d rendezvous on worker 0's pytorchjob-port.
+    pet = pytorchjob_env(job)
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["pytorchjob-port"]
+    assert pet["PET_RDZV_ENDPOINT"] == f"{job['metadata']['name']}-worker-0:{port}"
+    assert (pet["PET_RDZV_BACKEND"], pet["PET_NNODES"]) == ("c10d", f"{nodes}:{nodes}")
+    assert pet["PET_NPROC_PER_NODE"] == str(gpus)
+    assert not {k for k in plain_env(c) if k.startswith("PET_")}, "the operator sets PET_*"
+    conf = dict(kv.split("=", 1) for kv in pet["PET_RDZV_CONF"].split(","))
+    assert int(conf["join_timeout"]) >= 600, "GPU nodes take minutes to start"
+    # Restarts: torchrun restarts every node's processes (maxRestarts); past that, the
+    # kubelet restarts the container (OnFailure, counted by backoffLimit). ExitCode would
+    # fail the job when a pod whose rendezvous host was replaced exits with code 1.
+    assert elastic["maxRestarts"] >= 1 and spec["runPolicy"]["backoffLimit"] >= 1
+    assert worker["restartPolicy"] == "OnFailure"
+    # The job is Succeeded when one worker is: keep rank 0 running until model.nemo is out.
+    assert spec["runPolicy"]["cleanPodPolicy"] == "None"
+    assert not find("Service", "medasr-train"), "the operator makes a Service for each pod"
 
 
 def test_data_jobs_are_consistent_with_each_other_and_with_training() -> None:
@@ -480,5 +618,5 @@ def test_data_jobs_are_consistent_with_each_other_and_with_training() -> None:
     for name in ("medasr-data-script", "medasr-data-synth", "medasr-data-manifest"):
         (c,) = one("Job", name)["spec"]["template"]["spec"]["containers"]
         assert configmap_env(c) == cfg
-    (train,) = one("Job", "medasr-train")["spec"]["template"]["spec"]["containers"]
+    _, _, train = _train_job()
     assert configmap_env(train)["DATA_DIR"] == cfg["RUN_DIR"] + "/manifests"

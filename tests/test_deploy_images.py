@@ -9,6 +9,7 @@ Kubernetes Jobs' command lines run against the installed package.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from test_deploy_support import (
     one,
     parse_dockerfile,
     plain_env,
+    pytorchjob_env,
     tool,
 )
 
@@ -270,32 +272,98 @@ def _job_container(name: str) -> dict:
     return c
 
 
-@pytest.mark.slow
-def test_train_job_command_runs_under_torchrun(tmp_path: Path) -> None:
-    """The training Job's exact torchrun + `medasr train` line, on one node with one process
-    (rank 0's address is loopback here), with --print-config: options and config merge."""
+def _train_workers(
+    tmp_path: Path, nodes: int, *, extra: tuple[str, ...] = (), argv_tail: list[str] | None = None
+) -> list[str]:
+    """The PyTorchJob's Worker pods, as processes on this machine: each runs the container's
+    exact command with the variables the Training Operator gives it (PET_*, computed from the
+    job with the c10d rendezvous on loopback, one process per node) and the ConfigMap's.
+    ``extra`` is appended to the command; ``argv_tail`` replaces its `medasr train ...` part.
+    Returns each pod's output once all have exited with code 0."""
     torchrun = tool("torchrun")
     if torchrun is None:
         pytest.skip("torchrun is not installed (pip install -e '.[train]')")
-    c = _job_container("medasr-train")
+    job = copy.deepcopy(one("PyTorchJob", "medasr-train"))
+    spec = job["spec"]
+    worker = spec["pytorchReplicaSpecs"]["Worker"]
+    (c,) = worker["template"]["spec"]["containers"]
+    worker["replicas"] = spec["elasticPolicy"]["minReplicas"] = nodes
+    spec["elasticPolicy"]["maxReplicas"] = nodes
+    spec["nprocPerNode"] = "1"
+    spec["elasticPolicy"].update(rdzvHost="127.0.0.1", rdzvPort=free_port())
+    for conf in spec["elasticPolicy"]["rdzvConf"]:
+        if conf["key"] == "join_timeout":
+            conf["value"] = "120"  # a failing test should not wait 30 minutes
     env = plain_env(c)
-    env.update(NNODES="1", GPUS_PER_NODE="1", JOB_COMPLETION_INDEX="0", DATA_DIR=str(tmp_path),
-               OUT_DIR=str(tmp_path / "run"))  # fmt: skip
-    port = str(free_port())
-    args = []
-    for a in c["args"]:
-        a = expand(a, env)
-        if a.startswith("--master-addr="):
-            a = "--master-addr=127.0.0.1"
-        elif a.startswith("--master-port="):
-            a = f"--master-port={port}"
-        args.append(a)
-    proc = subprocess.run(
-        [torchrun, *args, "--print-config"], capture_output=True, text=True, check=False, timeout=300,
-        env={**os.environ, **{k: v for k, v in env.items() if not k.startswith(("HF_", "NEMO_", "TORCH_"))}},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r"num_nodes: 1\b", proc.stdout) and re.search(r"devices: 1\b", proc.stdout)
+    env.update(NNODES=str(nodes), GPUS_PER_NODE="1", DATA_DIR=str(tmp_path),
+               OUT_DIR=str(tmp_path / "run"), **pytorchjob_env(job))  # fmt: skip
+    env = {k: v for k, v in env.items() if not v.startswith("/fsx/")}  # caches on FSx
+    env["PATH"] = f"{Path(_medasr()).parent}:{os.environ['PATH']}"
+    args = [expand(a, env) for a in c["args"]] + list(extra)
+    if argv_tail is not None:
+        args = args[: args.index("medasr")] + argv_tail
+    assert c["command"] == ["torchrun"]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(nodes)]
+    procs = []
+    try:
+        for i, log in enumerate(logs):
+            with log.open("w") as out:  # a file, not a pipe that nobody reads while waiting
+                procs.append(subprocess.Popen(
+                    [torchrun, *args], env={**os.environ, **env, "POD": f"worker-{i}"},
+                    stdout=out, stderr=subprocess.STDOUT,
+                ))  # fmt: skip
+        for proc, log in zip(procs, logs, strict=True):
+            code = proc.wait(timeout=240)
+            assert code == 0, f"{log.name}:\n{log.read_text()[-4000:]}"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return [log.read_text() for log in logs]
+
+
+@pytest.mark.slow
+def test_train_job_command_runs_under_torchrun(tmp_path: Path) -> None:
+    """The PyTorchJob's exact torchrun + `medasr train` line on two 'nodes': torchrun takes
+    every setting from the operator's PET_* variables, the two agents meet in the c10d
+    rendezvous (PET_NNODES=2:2 starts no process before both are there) and `medasr train`
+    gets --nodes 2 --gpus 1 (--print-config: the options and the config merge)."""
+    for out in _train_workers(tmp_path, 2, extra=("--print-config",)):
+        assert re.search(r"num_nodes: 2\b", out) and re.search(r"devices: 1\b", out), out
+
+
+_FAIL_ONCE = """
+import datetime, os, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+with open(out / os.environ["POD"], "a") as f:
+    print(os.environ["TORCHELASTIC_RESTART_COUNT"], file=f)
+import torch.distributed as dist
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+dist.barrier()
+if dist.get_rank() == 1 and not (out / "failed").exists():
+    (out / "failed").touch()
+    sys.exit(3)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_train_job_restarts_every_node_after_a_failure(tmp_path: Path) -> None:
+    """With the job's elastic settings and environment, one failed training process makes
+    torchrun restart the processes of every node, once (each runs the same command again:
+    `--resume` then continues from the last checkpoint). The training command is replaced
+    by a script that fails once on rank 1. Without TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1,
+    restarted processes often fail to connect and use up the job's maxRestarts."""
+    script = tmp_path / "fail_once.py"
+    script.write_text(_FAIL_ONCE, encoding="utf-8")
+    tail = [sys.executable, str(script), str(tmp_path)]
+    _train_workers(tmp_path, 2, argv_tail=tail)
+    assert (tmp_path / "failed").exists()
+    for node in ("worker-0", "worker-1"):
+        starts = (tmp_path / node).read_text().split()
+        assert len(starts) == 2, f"{node} started its training process {len(starts)} times"
 
 
 @pytest.mark.slow

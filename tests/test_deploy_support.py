@@ -1,4 +1,5 @@
-"""Shared helpers for the deploy tests: render the Kustomize overlays, read the Dockerfiles.
+"""Shared helpers for the deploy tests: render the Kustomize overlays, validate custom resources
+against vendored CRD schemas, read the Dockerfiles.
 
 Named ``test_*`` so pytest imports it like the other support modules; it holds no tests.
 """
@@ -78,13 +79,20 @@ def one(kind: str, name: str) -> Obj:
 
 
 WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet", "DaemonSet")
+# Custom resources that run pods: kind -> the field of ``spec`` that maps each replica type
+# to a replica spec with a pod ``template``.
+REPLICATED_KINDS = {"PyTorchJob": "pytorchReplicaSpecs"}
 
 
 def pod_templates() -> Iterator[tuple[Obj, Obj]]:
-    """(workload, pod template) for every workload in every overlay."""
+    """(workload, pod template) for every workload in every overlay, custom resources too."""
     for kind in WORKLOAD_KINDS:
         for obj in find(kind):
             yield obj, obj["spec"]["template"]
+    for kind, field_name in REPLICATED_KINDS.items():
+        for obj in find(kind):
+            for replica in obj["spec"][field_name].values():
+                yield obj, replica["template"]
 
 
 def containers(pod: Obj) -> list[Obj]:
@@ -124,6 +132,123 @@ def expand(text: str, env: dict[str, str]) -> str:
 def image_name(image: str) -> str:
     """``registry/path/name:tag`` -> ``name``."""
     return image.rsplit("/", 1)[-1].split("@")[0].split(":")[0]
+
+
+# ---- vendored CRD schemas (tests/data/crds) --------------------------------------------------
+
+CRDS = ROOT / "tests/data/crds"
+_NESTED = ("items", "additionalProperties", "not", "anyOf", "allOf", "oneOf")
+
+
+def _strict(schema: Any) -> Any:
+    """A structural CRD schema with the API server's strict field validation made explicit:
+    an object that lists its properties accepts no other field, unless it is marked
+    ``x-kubernetes-preserve-unknown-fields`` (JSON Schema would accept any extra field)."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) if k in _NESTED else v for k, v in schema.items()}
+    if "properties" in schema:
+        out["properties"] = {k: _strict(v) for k, v in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get(
+            "x-kubernetes-preserve-unknown-fields"
+        ):
+            out["additionalProperties"] = False
+    return out
+
+
+def _unique_list(validator: Any, list_type: str, instance: Any, schema: Obj) -> Iterator[Any]:
+    """``x-kubernetes-list-type``: the API server refuses duplicate set items and map keys."""
+    from jsonschema.exceptions import ValidationError
+
+    if not isinstance(instance, list) or list_type not in ("set", "map"):
+        return
+    map_keys = schema.get("x-kubernetes-list-map-keys", [])
+    seen: set[str] = set()
+    for item in instance:
+        key = (
+            json.dumps([item.get(k) for k in map_keys])
+            if list_type == "map" and isinstance(item, dict)
+            else json.dumps(item, sort_keys=True)
+        )
+        if key in seen:
+            yield ValidationError(f"duplicate entry {key} in a list of type {list_type}")
+        seen.add(key)
+
+
+@functools.cache
+def _crd_validators(filename: str) -> tuple[str, dict[str, Any]]:
+    """(kind, apiVersion -> validator) for every served version of a vendored CRD."""
+    jsonschema = pytest.importorskip("jsonschema", reason="pip install -e '.[dev]'")
+    crd = yaml.safe_load((CRDS / filename).read_text(encoding="utf-8"))
+    spec = crd["spec"]
+    cls = jsonschema.validators.extend(
+        jsonschema.Draft7Validator, {"x-kubernetes-list-type": _unique_list}
+    )
+    formats = jsonschema.FormatChecker(formats=())
+    formats.checks("int32")(lambda v: not isinstance(v, int) or -(2**31) <= v < 2**31)
+    validators = {
+        f"{spec['group']}/{v['name']}": cls(
+            _strict(v["schema"]["openAPIV3Schema"]), format_checker=formats
+        )
+        for v in spec["versions"]
+        if v.get("served")
+    }
+    return spec["names"]["kind"], validators
+
+
+def crd_problems(obj: Obj, filename: str) -> list[str]:
+    """What the API server would refuse in ``obj`` by the schema of the CRD in ``filename``
+    (types, required fields, unknown fields, duplicate list keys; not CEL rules)."""
+    kind, validators = _crd_validators(filename)
+    if obj.get("kind") != kind:
+        return [f"kind {obj.get('kind')} is not {kind}"]
+    validator = validators.get(obj.get("apiVersion", ""))
+    if validator is None:
+        return [f"apiVersion {obj.get('apiVersion')} is not one of {sorted(validators)}"]
+    return [
+        f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
+    ]
+
+
+# ---- Kubeflow Training Operator -------------------------------------------------------------
+
+
+def pytorchjob_env(job: Obj) -> dict[str, str]:
+    """The variables Kubeflow's Training Operator (v1.9) adds to the containers of an elastic
+    PyTorchJob with Worker replicas only, after its defaulting (read from its
+    ``pkg/controller.v1/pytorch/envvar.go`` and ``elastic.go``). torchrun reads each
+    ``PET_X`` as the default of its ``--x`` option."""
+    spec = job["spec"]
+    elastic = spec["elasticPolicy"]
+    worker = spec["pytorchReplicaSpecs"]["Worker"]
+    lo = elastic.get("minReplicas", elastic.get("maxReplicas", worker.get("replicas", 1)))
+    hi = elastic.get("maxReplicas", lo)
+    port = elastic.get("rdzvPort")
+    if port is None:  # the port named pytorchjob-port of the container named pytorch
+        (main,) = [c for c in worker["template"]["spec"]["containers"] if c["name"] == "pytorch"]
+        ports = {p.get("name"): p["containerPort"] for p in main.get("ports", [])}
+        port = ports.get("pytorchjob-port", 23456)  # the operator adds 23456 when it is missing
+    host = elastic.get("rdzvHost", f"{job['metadata']['name']}-worker-0")
+    nproc = spec.get("nprocPerNode") or str(elastic.get("nProcPerNode", "auto"))
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "PET_NPROC_PER_NODE": nproc,
+        "PET_RDZV_ENDPOINT": f"{host}:{port}",
+        "PET_RDZV_BACKEND": elastic.get("rdzvBackend", "c10d"),
+        "PET_NNODES": f"{lo}:{hi}",
+    }
+    if "maxRestarts" in elastic:
+        env["PET_MAX_RESTARTS"] = str(elastic["maxRestarts"])
+    if "rdzvId" in elastic:
+        env["PET_RDZV_ID"] = elastic["rdzvId"]
+    if elastic.get("rdzvConf"):
+        env["PET_RDZV_CONF"] = ",".join(f"{c['key']}={c['value']}" for c in elastic["rdzvConf"])
+    if elastic.get("standalone"):
+        env["PET_STANDALONE"] = ""
+    return env
 
 
 # ---- Dockerfiles -----------------------------------------------------------------------------
