@@ -102,7 +102,7 @@ def test_ctrl_c_keeps_what_finished_leaves_no_orphan_audio_and_resumes(tmp_path:
     the rest. A second run on the same folder meanwhile is refused with one line."""
     sentences = tmp_path / "sentences.txt"
     sentences.write_text(
-        "\n".join(f"Sentence number {i} of the interrupted run is spoken here." for i in range(80))
+        "\n".join(f"Sentence number {i} of the interrupted run is spoken here." for i in range(600))
         + "\n"
     )
     out = tmp_path / "synth"
@@ -126,10 +126,10 @@ def test_ctrl_c_keeps_what_finished_leaves_no_orphan_audio_and_resumes(tmp_path:
     assert proc.returncode == 130, err
     assert "interrupted:" in err and "resume with: medasr synth --scripts" in err
     records = [json.loads(x) for x in jsonl.read_text().splitlines()]
-    assert 3 <= len(records) < 80
+    assert 3 <= len(records) < 600
     audio = {p.name for p in (out / "audio").iterdir()}
     assert audio == {Path(r["audio_filepath"]).name for r in records}  # no orphans, no temp files
     again = run_cli(*argv)
     assert again.returncode == 0, again.stderr
     assert f"resumed {len(records)}" in again.stdout
-    assert len(jsonl.read_text().splitlines()) == 80
+    assert len(jsonl.read_text().splitlines()) == 600

@@ -31,10 +31,10 @@ TRAIN_SENTENCES = [
     "The chest X-ray shows bilateral effusions.",
     "Refer to cardiology for an angiogram.",
 ]
-FINETUNE_SENTENCES = [
-    "Start ramipril and recheck the potassium.",
+FINETUNE_SENTENCES = [  # new sentences, in characters the TRAIN_SENTENCES tokenizer covers
+    "Start ramipril and repeat the potassium.",
     "The abdomen is soft and non tender.",
-    "Plan a colonoscopy next week.",
+    "Plan a colonoscopy in the autumn.",
     "Continue metformin with meals.",
     "Review the thyroid function tests.",
 ]
@@ -193,14 +193,18 @@ def test_out_of_memory_names_the_knobs() -> None:
     """A real CPU allocation failure (and CUDA's message, constructed: no GPU here)."""
     import torch
 
-    from medasr_cli.train.run import OOM_HINT, is_out_of_memory
+    from medasr_cli.train.config import load_train_config
+    from medasr_cli.train.run import is_out_of_memory, oom_hint
 
     with pytest.raises(RuntimeError) as cpu:
         torch.empty(2**50, dtype=torch.uint8)  # a petabyte
     assert is_out_of_memory(cpu.value)
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert not is_out_of_memory(RuntimeError("size mismatch"))
-    assert all(knob in OOM_HINT for knob in ("--batch-size", "max_duration", "--precision"))
+    hint = oom_hint(load_train_config(None, {"trainer.precision": "32"}))
+    assert all(knob in hint for knob in ("--batch-size", "max_duration", "--precision"))
+    assert "offload_optimizer=true" in hint
+    assert "--precision" not in oom_hint(load_train_config())  # bf16-mixed already
 
 
 def test_progress_bar_shows_loss_wer_and_throughput() -> None:

@@ -61,10 +61,18 @@ class TrainResult:
     tests: list[TestResult] = field(default_factory=list)
 
 
-OOM_HINT = (
-    "out of memory: lower --batch-size, model.train_ds.max_duration "
-    "(--set model.train_ds.max_duration=15), or use --precision bf16-mixed"
-)
+def oom_hint(cfg: Any) -> str:
+    """What to turn when a step ran out of memory, given what this run already uses."""
+    knobs = [
+        f"lower --batch-size (now {cfg.model.train_ds.batch_size})",
+        "model.train_ds.max_duration (--set model.train_ds.max_duration=15)",
+    ]
+    if "bf16" not in str(cfg.trainer.precision):
+        knobs.append("use --precision bf16-mixed")
+    if not cfg.deepspeed.get("offload_optimizer"):
+        knobs.append("on GPUs, keep the optimizer state on the CPU "
+                     "(--set deepspeed.offload_optimizer=true)")  # fmt: skip
+    return "out of memory: " + ", ".join(knobs)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -129,16 +137,28 @@ def plan_run(
     return plan
 
 
-def check_tokenizer(model: Any, entries: Sequence[ManifestEntry]) -> None:
-    """Refuse transcripts with characters the model's tokenizer cannot produce.
+def check_tokenizer(
+    model: Any, targets: Sequence[ManifestEntry], validation: Sequence[ManifestEntry] = ()
+) -> None:
+    """Refuse training transcripts with characters the model's tokenizer cannot produce.
 
     They would train as unknown-token targets (a pretrained tokenizer has no piece for
-    °C, µg or a curly quote unless its training text had them).
+    °C, µg or a curly quote unless its training text had them). In validation
+    transcripts such characters only cost WER: they are reported, not refused.
     """
     sp = getattr(getattr(model, "tokenizer", None), "tokenizer", None)
     if sp is None or not hasattr(sp, "GetPieceSize"):
         return  # not a SentencePiece model: nothing to check against
-    bad = untokenizable(entries, tokenizer_charset(sp))
+    charset = tokenizer_charset(sp)
+    unseen = untokenizable(validation, charset)
+    if unseen:
+        log.warning(
+            "%d validation transcript(s) use characters the model cannot produce (they count "
+            "as errors), e.g. %s",
+            len(unseen),
+            unseen[0],
+        )
+    bad = list(dict.fromkeys(untokenizable(targets, charset)))  # a file may serve twice
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise InputError(
@@ -217,8 +237,9 @@ def run_training(
         timeout_s=float(cfg.dist.timeout_s),
         setup_timeout_s=float(cfg.dist.setup_timeout_s),
     )
-    model = init_model(cfg, [e.text for e in train_entries], out_dir, accelerator, tokenizer)
-    check_tokenizer(model, [*train_entries, *(replay.general if replay else ()), *val_entries])
+    targets = [*train_entries, *(replay.general if replay else ())]  # what the model learns
+    model = init_model(cfg, [e.text for e in targets], out_dir, accelerator, tokenizer)
+    check_tokenizer(model, targets, val_entries)
     mlflow_logger = attach_tracking(trainer, cfg, out_dir, resume, mlflow_uri, monitor)
     if resume:  # exp_manager found the last checkpoint, or there is none yet
         if getattr(trainer, "ckpt_path", None):
@@ -242,7 +263,7 @@ def run_training(
         trainer.fit(model)
     except RuntimeError as exc:
         if is_out_of_memory(exc):
-            raise MedasrError(OOM_HINT) from exc
+            raise MedasrError(oom_hint(cfg)) from exc
         raise
     return _finish(model, trainer, out_dir, mlflow_logger, test_manifests)
 
