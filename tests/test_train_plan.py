@@ -157,3 +157,27 @@ def test_characters_the_tokenizer_cannot_produce_are_refused(
     assert "transcript(s) use characters the model's tokenizer cannot produce" in line
     assert f"{manifest}:2: '°'" in line and f"{manifest}:3: '’'" in line
     assert not (tmp_path / "run" / "model.nemo").exists()
+
+
+def test_validation_sets_and_checkpoint_selection() -> None:
+    from medasr_cli.train.validation import describe, parse_validation_sets, selection
+
+    sets = parse_validation_sets(["medical=a/val.jsonl", "b/general_manifest.jsonl"])
+    assert sets == {"medical": Path("a/val.jsonl"), "general": Path("b/general_manifest.jsonl")}
+    assert selection(None, sets) == ("val_wer_select", {"medical": 0.5, "general": 0.5})
+    assert selection("medical", sets) == ("medical_val_wer", {})
+    assert selection("medical:3,general:1", sets) == (
+        "val_wer_select", {"medical": 0.75, "general": 0.25})  # fmt: skip
+    assert describe(*selection("medical:3,general:1", sets)).endswith(
+        "0.75×medical + 0.25×general (WER)")  # fmt: skip
+    one = parse_validation_sets(["val.jsonl"])
+    assert selection(None, one) == ("val_wer", {})  # one set: NeMo's plain val_wer
+    for bad, message in (("surgical", "no validation set 'surgical'"),
+                         ("medical:x", "'x' is not a weight"),
+                         ("medical:0,general:0", "weights must be")):  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            selection(bad, sets)
+    with pytest.raises(InputError, match="two validation sets are called 'medical'"):
+        parse_validation_sets(["medical=a.jsonl", "medical=b.jsonl"])
+    with pytest.raises(InputError, match="name the set"):
+        parse_validation_sets(["manifest.jsonl", "x=y.jsonl"])
