@@ -86,21 +86,6 @@ medasr manifest build .devdata/synth/utterances.jsonl --out "$work/splits" \
   --split train=0.85,val=0.15 --seed 11 || exit 1
 medasr manifest build .devdata/general/utterances.jsonl --out "$work/general" \
   --split replay=0.75,val=0.25 --seed 11 || exit 1
-# A tokenizer trained from scratch on the training transcripts cannot produce a character they
-# lack, and medasr train refuses validation or replay transcripts that use one: leave those out.
-"$py" - "$work" <<'PY' || exit 1
-import json, sys
-from pathlib import Path
-work = Path(sys.argv[1])
-texts = lambda rows: "".join(json.loads(r)["text"] for r in rows)
-chars = set(texts((work / "splits/train.jsonl").read_text().splitlines()))
-for name in ("splits/val.jsonl", "general/replay.jsonl", "general/val.jsonl"):
-    rows = (work / name).read_text().splitlines()
-    keep = [r for r in rows if set(texts([r])) <= chars]
-    (work / name).write_text("".join(r + "\n" for r in keep))
-    lack = sorted(set(texts(rows)) - chars)
-    print(f"{name}: {len(keep)} of {len(rows)}" + (f" (left out: {lack})" if lack else ""))
-PY
 
 say "train: tiny FastConformer-TDT, strategy=$strategy, precision=$precision, $steps steps"
 start=$SECONDS

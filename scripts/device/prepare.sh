@@ -39,9 +39,8 @@ medasr synth --scripts .devdata/scripts.jsonl \
   --format flac --out .devdata/synth
 rm -rf .devdata/synth/noise-bank  # only the utterances travel
 # General-domain speech (Harvard sentences, IEEE 1969) for the forgetting guard's replay and the
-# second validation set: 12 texts x 2 voices, about 5 s each. Chosen without characters that the
-# clinical text lacks (j, G, apostrophes): a tokenizer trained from scratch on the clinical
-# training text cannot produce them, and medasr train refuses such transcripts.
+# second validation set: 12 texts x 2 voices, about 5 s each (a tokenizer trained from scratch
+# learns the replay text too).
 cat >.devdata/general.txt <<'TXT'
 The birch canoe slid on the smooth planks. Take the winding path to reach the lake.
 The stale smell of old beer lingers. These days a chicken leg is a rare dish.
