@@ -1,4 +1,11 @@
-"""WER/CER, term recall/precision and breakdowns for reference/hypothesis pairs."""
+"""WER/CER, term recall/precision, medical WER and breakdowns for reference/hypothesis pairs.
+
+Medical WER (M-WER, ``medical_wer`` in every :class:`TermStats`) is the WER over
+the reference words inside medical-term occurrences (see
+:mod:`medasr_cli.evaluate.terms`): in ``terms`` and ``per_category`` and in each
+breakdown group's ``terms`` a word covered by several terms counts once; in a
+``per_term`` row only that term's occurrences count. ``None`` without term words.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,13 @@ from pydantic import BaseModel, Field
 
 from medasr_cli.core.records import Term
 from medasr_cli.core.text import get_normalizer
-from medasr_cli.evaluate.terms import TermCounts, compile_terms, match_terms
+from medasr_cli.evaluate.terms import (
+    TermCounts,
+    compile_terms,
+    match_terms,
+    medical_counts,
+    term_spans,
+)
 
 
 @dataclass
@@ -49,6 +62,9 @@ class TermStats(BaseModel):
     recall: float | None = None
     precision: float | None = None
     missed_as: list[str] = Field(default_factory=list)
+    medical_ref_words: int = 0  # reference words inside term occurrences
+    medical_errors: int = 0  # their substitutions + deletions + insertions inside a term
+    medical_wer: float | None = None  # M-WER = medical_errors / medical_ref_words
 
 
 class GroupResult(BaseModel):
@@ -71,6 +87,8 @@ class UtteranceResult(BaseModel):
     insertions: int
     terms_expected: list[str] = Field(default_factory=list)
     terms_missed: list[str] = Field(default_factory=list)
+    medical_ref_words: int = 0
+    medical_errors: int = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -112,14 +130,21 @@ def _term_stats(
         recall=_ratio(counts.hits, counts.expected),
         precision=_ratio(counts.hits, counts.hits + counts.false_positives),
         missed_as=top,
+        medical_ref_words=counts.medical_ref_words,
+        medical_errors=counts.medical_errors,
+        medical_wer=_ratio(counts.medical_errors, counts.medical_ref_words),
     )
 
 
-def _add(into: TermCounts, other: TermCounts) -> None:
+def _add(into: TermCounts, other: TermCounts, medical: bool = True) -> None:
+    """Add ``other``'s counts; ``medical=False`` leaves the M-WER counts (set from span unions)."""
     into.expected += other.expected
     into.hits += other.hits
     into.false_positives += other.false_positives
     into.missed_as.extend(other.missed_as)
+    if medical:
+        into.medical_ref_words += other.medical_ref_words
+        into.medical_errors += other.medical_errors
 
 
 def breakdown_value(metadata: dict[str, Any], field_name: str) -> str:
@@ -152,6 +177,8 @@ def evaluate_pairs(
     per_term: dict[str, TermCounts] = defaultdict(TermCounts)
     group_counts: dict[str, dict[str, ErrorCounts]] = {f: defaultdict(ErrorCounts) for f in by}
     group_terms: dict[str, dict[str, TermCounts]] = {f: defaultdict(TermCounts) for f in by}
+    total_terms = TermCounts()
+    per_cat: dict[str, TermCounts] = defaultdict(TermCounts)
     results: list[UtteranceResult] = []
     for i, (pair, ref, hyp) in enumerate(zip(pairs, refs, hyps, strict=True)):
         ref_w, hyp_w = ref.split(), hyp.split()
@@ -161,11 +188,26 @@ def evaluate_pairs(
         char_err = 0 if chars_out is None else (
             chars_out.substitutions + chars_out.deletions + chars_out.insertions
         )  # fmt: skip
-        matched = match_terms(ref_w, hyp_w, words_out.alignments[0], patterns)
+        alignment = words_out.alignments[0]
+        matched = match_terms(ref_w, hyp_w, alignment, patterns)
         utt_terms = TermCounts()
+        utt_cats: dict[str, TermCounts] = defaultdict(TermCounts)
         for term, c in matched.items():
             _add(per_term[term], c)
-            _add(utt_terms, c)
+            _add(utt_terms, c, medical=False)
+            _add(utt_cats[category_of[term]], c, medical=False)
+        # M-WER over the union of the spans, so a word inside two terms counts once.
+        spans = term_spans(ref_w, patterns)
+        utt_terms.medical_ref_words, utt_terms.medical_errors = medical_counts(
+            (sp for term_sp in spans.values() for sp in term_sp), alignment
+        )
+        for cat, cat_counts in utt_cats.items():
+            cat_counts.medical_ref_words, cat_counts.medical_errors = medical_counts(
+                (sp for t, term_sp in spans.items() if category_of[t] == cat for sp in term_sp),
+                alignment,
+            )
+            _add(per_cat[cat], cat_counts)
+        _add(total_terms, utt_terms)
         targets = [overall]
         for f in by:
             value = breakdown_value(pair.metadata, f)
@@ -194,17 +236,14 @@ def evaluate_pairs(
                 insertions=n_ins,
                 terms_expected=[t for t, c in matched.items() if c.expected],
                 terms_missed=[t for t, c in matched.items() if c.hits < c.expected],
+                medical_ref_words=utt_terms.medical_ref_words,
+                medical_errors=utt_terms.medical_errors,
                 metadata=pair.metadata,
             )
         )
         if progress is not None:
             progress(i + 1, len(pairs))
 
-    total_terms = TermCounts()
-    per_cat: dict[str, TermCounts] = defaultdict(TermCounts)
-    for term, c in per_term.items():
-        _add(total_terms, c)
-        _add(per_cat[category_of[term]], c)
     term_rows = [_term_stats(c, t, category_of[t]) for t, c in per_term.items()]
     term_rows.sort(key=lambda r: (r.recall if r.recall is not None else 2.0, r.term or ""))
     return EvalReport(

@@ -6,11 +6,17 @@ all variants). For each reference n-gram equal to a variant the term is
 are exactly that n-gram (no substitution, deletion or insertion inside). A
 hypothesis n-gram equal to a variant that is not part of a hit is a *false
 positive*.
+
+Medical WER (M-WER) is the WER restricted to the reference words inside term
+occurrences (the union of the expected n-grams' spans, each word counted once):
+errors are the substitutions and deletions of those words plus the words
+inserted inside a span (between two of its words; an insertion just before or
+after a span does not count), divided by the number of those reference words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from jiwer import AlignmentChunk
@@ -26,12 +32,17 @@ class TermPattern:
     variants: list[tuple[str, ...]]
 
 
+Span = tuple[int, int]  # reference word indices [start, end) of one term occurrence
+
+
 @dataclass
 class TermCounts:
     expected: int = 0
     hits: int = 0
     false_positives: int = 0
     missed_as: list[str] = field(default_factory=list)
+    medical_ref_words: int = 0  # M-WER denominator: reference words inside term occurrences
+    medical_errors: int = 0  # M-WER numerator: S + D of those words + insertions inside a span
 
 
 def compile_terms(terms: Sequence[Term], normalize: Normalizer) -> list[TermPattern]:
@@ -76,31 +87,61 @@ def _occurrences(tokens: Sequence[str], variant: tuple[str, ...]) -> list[int]:
     return [i for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n]) == variant]
 
 
+def term_spans(ref: Sequence[str], patterns: Sequence[TermPattern]) -> dict[str, list[Span]]:
+    """The reference spans of every occurrence of every variant, per term (terms that occur)."""
+    out: dict[str, list[Span]] = {}
+    for pat in patterns:
+        spans = [(i, i + len(v)) for v in pat.variants for i in _occurrences(ref, v)]
+        if spans:
+            out[pat.term] = spans
+    return out
+
+
+def medical_counts(spans: Iterable[Span], alignment: Sequence[AlignmentChunk]) -> tuple[int, int]:
+    """M-WER counts over the union of ``spans``: (reference words, errors)."""
+    covered: set[int] = set()
+    inside: set[int] = set()  # insertion points strictly between two words of one span
+    for start, end in spans:
+        covered.update(range(start, end))
+        inside.update(range(start + 1, end))
+    errors = 0
+    for chunk in alignment:
+        if chunk.type in ("substitute", "delete"):
+            errors += len(covered.intersection(range(chunk.ref_start_idx, chunk.ref_end_idx)))
+        elif chunk.type == "insert" and chunk.ref_start_idx in inside:
+            errors += chunk.hyp_end_idx - chunk.hyp_start_idx
+    return len(covered), errors
+
+
 def match_terms(
     ref: Sequence[str],
     hyp: Sequence[str],
     alignment: Sequence[AlignmentChunk],
     patterns: Sequence[TermPattern],
 ) -> dict[str, TermCounts]:
-    """Count expected/hit/false-positive per term for one utterance."""
+    """Count expected/hit/false-positive and the M-WER counts per term for one utterance."""
     r2h, equal = _ref_to_hyp(alignment, len(ref))
+    spans = term_spans(ref, patterns)
     out: dict[str, TermCounts] = {}
     for pat in patterns:
         counts = TermCounts()
         hit_spans: set[int] = set()  # hyp start indices of hits
-        for variant in pat.variants:
-            n = len(variant)
-            for i in _occurrences(ref, variant):
-                counts.expected += 1
-                start = r2h[i]
-                exact = start is not None and all(
-                    equal[i + k] and r2h[i + k] == start + k for k in range(n)
-                )
-                if exact and start is not None:
-                    counts.hits += 1
-                    hit_spans.add(start)
-                else:
-                    counts.missed_as.append(_heard_as(hyp, r2h, i, n))
+        for i, end in spans.get(pat.term, []):
+            n = end - i
+            counts.expected += 1
+            start = r2h[i]
+            exact = start is not None and all(
+                equal[i + k] and r2h[i + k] == start + k for k in range(n)
+            )
+            if exact and start is not None:
+                counts.hits += 1
+                hit_spans.add(start)
+            else:
+                counts.missed_as.append(_heard_as(hyp, r2h, i, n))
+        if pat.term in spans:
+            counts.medical_ref_words, counts.medical_errors = medical_counts(
+                spans[pat.term], alignment
+            )
         for variant in pat.variants:
             for j in _occurrences(hyp, variant):
                 if j not in hit_spans:
