@@ -37,8 +37,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from medasr_cli.serve.runner import InferItem, ModelRunner, RunnerOptions
-from medasr_cli.serve.transcript import Transcript, Word, segments_from_words
+from medasr_cli.infer.limits import PassLimits
+from medasr_cli.infer.runner import InferItem, ModelRunner, RunnerOptions
+from medasr_cli.infer.transcript import Transcript, Word, segments_from_words
 
 # The sentences the session's espeak-ng speech (conftest ``speech_dir``) and tiny model are made of.
 SENTENCES = [
@@ -311,6 +312,11 @@ class FakeRunner(ModelRunner):
         if self.load_gate is not None and not self.load_gate.wait(10):
             raise TimeoutError("the test never released the fake model load")
         self.model = object()
+        o = self.options
+        single = o.max_single_pass_s or 1440.0
+        self.limits = PassLimits(
+            min(o.full_attention_s or single, single), single, o.chunk_overlap_s
+        )
         return 0.0
 
     def warmup(self) -> None:
@@ -379,6 +385,7 @@ def fake_client(runner: FakeRunner, ready: bool = True, **overrides: Any) -> Ite
     from medasr_cli.serve.settings import ServeSettings
 
     settings = ServeSettings(**{"model": "fake.nemo", "device": "cpu", **overrides})
+    runner.options = settings.runner_options()
     with TestClient(create_app(settings, runner)) as client:
         if ready:
             wait_ready(client)

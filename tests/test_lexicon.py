@@ -136,7 +136,7 @@ def test_from_eval_keeps_low_recall_terms_ranked(eval_report: Path) -> None:
     assert "hematoma" in result.terms[1].spoken_forms
     assert result.dropped["recall above --max-recall"] == 1  # apixaban
     assert result.dropped["too few occurrences in the eval report"] == 1  # Crohn's, once
-    assert result.normalizer == "whisper"  # taken from the report
+    assert result.normalizer == "clinical"  # taken from the report (eval's default)
 
 
 def test_from_eval_merges_with_a_term_file_and_the_seed(eval_report: Path, tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from helpers import (
     wait_ready,
     wav_bytes,
 )
-from medasr_cli.serve.runner import InferItem
-from medasr_cli.serve.transcript import Transcript
+from medasr_cli.infer.runner import InferItem
+from medasr_cli.infer.transcript import Transcript
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

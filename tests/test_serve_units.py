@@ -15,12 +15,8 @@ import itertools
 
 from helpers import FakeModel, wav_bytes
 from medasr_cli.core.errors import InputError
-from medasr_cli.serve.engine import BatchEngine, EngineLimits, QueueFull
-from medasr_cli.serve.formats import srt, text_pieces, vtt
-from medasr_cli.serve.metrics import MovingAverage
-from medasr_cli.serve.runner import InferItem
-from medasr_cli.serve.settings import load_settings
-from medasr_cli.serve.transcript import (
+from medasr_cli.infer.runner import InferItem
+from medasr_cli.infer.transcript import (
     Segment,
     Transcript,
     Word,
@@ -28,6 +24,10 @@ from medasr_cli.serve.transcript import (
     plan_chunks,
     split_long_segments,
 )
+from medasr_cli.serve.engine import BatchEngine, EngineLimits, QueueFull
+from medasr_cli.serve.formats import srt, text_pieces, vtt
+from medasr_cli.serve.metrics import MovingAverage
+from medasr_cli.serve.settings import load_settings
 
 
 def test_short_audio_is_one_chunk() -> None:

@@ -10,9 +10,14 @@ from rich.table import Table
 
 from medasr_cli.cli.common import console, progress_bar
 from medasr_cli.core.errors import InputError
+from medasr_cli.core.terms import load_terms
 from medasr_cli.core.text import NORMALIZERS, get_normalizer
 from medasr_cli.evaluate.metrics import EvalReport
 from medasr_cli.evaluate.run import run_eval, write_predictions, write_report
+from medasr_cli.infer.files import BatchLimits
+from medasr_cli.infer.runner import OPTION_HELP, RunnerOptions
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 HELP = "Score WER/CER and medical-term recall from a manifest, a NeMo model or an endpoint."
 
@@ -41,13 +46,45 @@ def eval_command(
         help="API key for --endpoint (or env MEDASR_API_KEY / OPENAI_API_KEY).",
     ),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="Parallel endpoint requests."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Batch size for --model."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] for --model."),
+    timeout: float = typer.Option(
+        120.0,
+        "--timeout",
+        min=1,
+        help="Seconds to wait for one --endpoint answer, plus twice the audio's length (a "
+        "timed-out request is not sent again; a connection error or 503 is, 3 times).",
+    ),
+    batch_size: int = typer.Option(
+        16, "--batch-size", min=1, help="For --model: " + OPTION_HELP["max_batch_size"]
+    ),
+    max_batch_audio_s: float = typer.Option(
+        1440.0, "--max-batch-audio-s", min=1, help=OPTION_HELP["max_batch_audio_s"]
+    ),
+    device: str = typer.Option("auto", "--device", help=OPTION_HELP["device"]),
+    precision: str = typer.Option("auto", "--precision", help=OPTION_HELP["precision"]),
+    cpu_threads: int | None = typer.Option(
+        None, "--cpu-threads", min=1, help=OPTION_HELP["cpu_threads"]
+    ),
+    full_attention_s: float | None = typer.Option(
+        None, "--full-attention-s", min=1, help=OPTION_HELP["full_attention_s"]
+    ),
+    max_single_pass_s: float | None = typer.Option(
+        None, "--max-single-pass-s", min=2, help=OPTION_HELP["max_single_pass_s"]
+    ),
+    chunk_overlap_s: float = typer.Option(
+        10.0, "--chunk-overlap-s", min=0, help=OPTION_HELP["chunk_overlap_s"]
+    ),
+    keywords: Path | None = typer.Option(
+        None,
+        "--keywords",
+        help="terms.txt or lexicon.jsonl: boost these terms in every utterance, as serve does "
+        "with a request's keywords[] (for --model).",
+    ),
     terms: Path | None = typer.Option(
         None, "--terms", help="terms.txt (term[TAB]category) or lexicon.jsonl for term recall."
     ),
     normalize: str = typer.Option(
-        "whisper",
+        "clinical",
+        "--normalizer",
         "--normalize",
         help=f"Text normaliser for refs, hyps and terms: {'|'.join(NORMALIZERS)}.",
     ),
@@ -72,16 +109,31 @@ def eval_command(
     for out in (report, predictions, plot):
         if out is not None and out.is_dir():
             raise InputError(f"{out}: is a directory, expected a file path")
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision: use one of {', '.join(PRECISIONS)}, not '{precision}'")
+    runner = None
+    if model is not None:
+        runner = RunnerOptions(
+            model=model,
+            device=device,
+            cpu_threads=cpu_threads,
+            precision=precision,
+            full_attention_s=full_attention_s,
+            max_single_pass_s=max_single_pass_s,
+            chunk_overlap_s=chunk_overlap_s,
+        )
+    boost = tuple(t.text for t in load_terms(keywords)) if keywords else ()
     with progress_bar("transcribing") as update:
         result = run_eval(
             manifest,
-            model=model,
+            model=runner,
+            batch_limits=BatchLimits(batch_size, max_batch_audio_s),
+            keywords=boost,
             endpoint=endpoint,
             endpoint_model=endpoint_model,
             api_key=api_key,
             concurrency=concurrency,
-            batch_size=batch_size,
-            device=device,
+            timeout=timeout,
             terms_path=terms,
             normalizer=normalize,
             by=by,
@@ -111,21 +163,23 @@ def _print_summary(report: EvalReport, show_terms: int) -> None:
         "ins",
         "term recall",
         "term precision",
+        "M-WER",
     ):
         table.add_column(col, justify="right")
     table.add_row(
         str(overall.utterances), str(overall.ref_words), _pct(overall.wer), _pct(overall.cer),
         str(overall.substitutions), str(overall.deletions), str(overall.insertions),
-        _pct(report.terms.recall), _pct(report.terms.precision),
+        _pct(report.terms.recall), _pct(report.terms.precision), _pct(report.terms.medical_wer),
     )  # fmt: skip
     console.print(table)
     if report.per_category:
         categories = Table(title="terms by category")
-        for col in ("category", "expected", "hits", "false +", "recall", "precision"):
+        for col in ("category", "expected", "hits", "false +", "recall", "precision", "M-WER"):
             categories.add_column(col, justify="left" if col == "category" else "right")
         for row in report.per_category:
             categories.add_row(row.category or "", str(row.expected), str(row.hits),
-                               str(row.false_positives), _pct(row.recall), _pct(row.precision))  # fmt: skip
+                               str(row.false_positives), _pct(row.recall), _pct(row.precision),
+                               _pct(row.medical_wer))  # fmt: skip
         console.print(categories)
     if report.per_term and show_terms:
         terms = Table(title=f"lowest-recall terms (of {len(report.per_term)})")
@@ -137,9 +191,10 @@ def _print_summary(report: EvalReport, show_terms: int) -> None:
         console.print(terms)
     for field_name, groups in report.breakdowns.items():
         breakdown = Table(title=f"by {field_name}")
-        for col in (field_name, "utterances", "WER", "CER", "term recall"):
+        for col in (field_name, "utterances", "WER", "CER", "term recall", "M-WER"):
             breakdown.add_column(col, justify="left" if col == field_name else "right")
         for group in groups:
             breakdown.add_row(group.value, str(group.counts.utterances), _pct(group.counts.wer),
-                              _pct(group.counts.cer), _pct(group.terms.recall))  # fmt: skip
+                              _pct(group.counts.cer), _pct(group.terms.recall),
+                              _pct(group.terms.medical_wer))  # fmt: skip
         console.print(breakdown)

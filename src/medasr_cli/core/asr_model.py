@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,25 +99,3 @@ def transcribe_arrays(
     if len(out) != len(audio):
         raise MedasrError(f"NeMo returned {len(out)} results for {len(audio)} inputs")
     return list(out)
-
-
-def transcribe_files(
-    model: Any,
-    paths: Sequence[str | Path],
-    *,
-    batch_size: int = 8,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[str]:
-    """Decode each file with ffmpeg/soundfile and transcribe in batches; returns texts."""
-    from medasr_cli.core.audio import decode_audio
-
-    texts: list[str] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        arrays = [decode_audio(p) for p in chunk]
-        texts.extend(
-            hypothesis_text(h) for h in transcribe_arrays(model, arrays, batch_size=batch_size)
-        )
-        if progress is not None:
-            progress(len(texts), len(paths))
-    return texts

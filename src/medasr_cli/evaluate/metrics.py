@@ -160,7 +160,7 @@ def breakdown_value(metadata: dict[str, Any], field_name: str) -> str:
 def evaluate_pairs(
     pairs: Sequence[Pair],
     *,
-    normalizer: str = "whisper",
+    normalizer: str = "clinical",
     terms: Sequence[Term] = (),
     by: Sequence[str] = (),
     source: dict[str, Any] | None = None,

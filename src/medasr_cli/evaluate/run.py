@@ -16,20 +16,23 @@ from medasr_cli.evaluate.sources import (
     pairs_from_model,
     pairs_from_predictions,
 )
+from medasr_cli.infer.files import BatchLimits
+from medasr_cli.infer.runner import RunnerOptions
 
 
 def run_eval(
     manifest: Path,
     *,
-    model: str | None = None,
+    model: RunnerOptions | None = None,
+    batch_limits: BatchLimits = BatchLimits(),
+    keywords: tuple[str, ...] = (),
     endpoint: str | None = None,
     endpoint_model: str = "parakeet-tdt-0.6b-v2",
     api_key: str | None = None,
     concurrency: int = 4,
-    batch_size: int = 8,
-    device: str = "auto",
+    timeout: float = 120.0,
     terms_path: Path | None = None,
-    normalizer: str = "whisper",
+    normalizer: str = "clinical",
     by: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
@@ -42,14 +45,15 @@ def run_eval(
     if model or endpoint:
         check_audio_exists(manifest, entries)
     if model:
-        pairs = pairs_from_model(
-            model, entries, batch_size=batch_size, device=device, progress=progress
+        pairs, how = pairs_from_model(
+            model, entries, limits=batch_limits, keywords=keywords, progress=progress
         )
-        source["model"] = model
+        source["model"] = model.model
+        source["inference"] = how
     elif endpoint:
         pairs = pairs_from_endpoint(
             endpoint, entries, model=endpoint_model, api_key=api_key,
-            concurrency=concurrency, progress=progress,
+            concurrency=concurrency, timeout=timeout, progress=progress,
         )  # fmt: skip
         source["endpoint"] = endpoint
     else:

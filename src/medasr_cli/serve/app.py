@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from medasr_cli import __version__
+from medasr_cli.infer.runner import ModelRunner
 from medasr_cli.serve import ops, routes
 from medasr_cli.serve.errors import install_error_handlers
 from medasr_cli.serve.middleware import RequestContextMiddleware
-from medasr_cli.serve.runner import ModelRunner
 from medasr_cli.serve.runtime import Runtime
 from medasr_cli.serve.settings import ServeSettings
 

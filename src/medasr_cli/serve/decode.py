@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from medasr_cli.core.errors import MedasrError
-from medasr_cli.serve.transcript import SAMPLE_RATE
+from medasr_cli.infer.transcript import SAMPLE_RATE
 
 FORMATS = "flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav, webm"
 DECODE_TIMEOUT_S = 60.0

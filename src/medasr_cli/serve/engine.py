@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from medasr_cli.serve.runner import InferItem
-from medasr_cli.serve.transcript import SAMPLE_RATE, Transcript
+from medasr_cli.infer.files import fits
+from medasr_cli.infer.runner import InferItem
+from medasr_cli.infer.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,8 @@ class BatchEngine:
         return batch
 
     def _fits(self, batch: list[_Pending], item: InferItem) -> bool:
-        if not batch:
-            return True
-        longest = max(len(item.audio), *(len(p.item.audio) for p in batch))
-        padded_s = longest * (len(batch) + 1) / SAMPLE_RATE
-        return padded_s <= self.limits.max_batch_audio_s
+        lengths = [len(p.item.audio) for p in batch]
+        return fits(lengths, len(item.audio), self.limits.max_batch_audio_s)
 
     def _drop_cancelled(self) -> None:
         while self._queue and self._queue[0].future.done():

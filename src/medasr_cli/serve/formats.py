@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from medasr_cli.serve.transcript import Segment, Transcript, Word, split_long_segments
+from medasr_cli.infer.transcript import Segment, Transcript, Word, split_long_segments
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 MEDIA_TYPES = {

@@ -81,6 +81,11 @@ class ServeMetrics:
         self.batch_size = Histogram(
             "medasr_batch_size", "Audio pieces per model call.", buckets=BATCH_BUCKETS, registry=reg
         )
+        self.oom_splits = Counter(
+            "medasr_oom_splits",
+            "Model calls that ran out of GPU memory and were retried as halves (or alone).",
+            registry=reg,
+        )
         self.queue_depth = Gauge(
             "medasr_queue_depth", "Audio pieces waiting for the model.", registry=reg
         )

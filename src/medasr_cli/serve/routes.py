@@ -10,21 +10,20 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from medasr_cli.serve.engine import PieceResult, QueueFull
-from medasr_cli.serve.errors import unavailable
-from medasr_cli.serve.formats import delta_events, done_event, render, sse, text_pieces
-from medasr_cli.serve.ops import get_runtime, require_api_key
-from medasr_cli.serve.params import parse_params
-from medasr_cli.serve.runner import InferItem
-from medasr_cli.serve.runtime import Runtime
-from medasr_cli.serve.transcript import (
+from medasr_cli.infer.runner import InferItem, PieceTooLarge
+from medasr_cli.infer.transcript import (
     SAMPLE_RATE,
     Chunk,
     Transcript,
     keep_chunk_words,
     merge_chunks,
-    plan_chunks,
 )
+from medasr_cli.serve.engine import PieceResult, QueueFull
+from medasr_cli.serve.errors import APIError, unavailable
+from medasr_cli.serve.formats import delta_events, done_event, render, sse, text_pieces
+from medasr_cli.serve.ops import get_runtime, require_api_key
+from medasr_cli.serve.params import parse_params
+from medasr_cli.serve.runtime import Runtime
 from medasr_cli.serve.upload import check_content_type, read_form
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ async def create_transcription(request: Request) -> Response:
         await form.close()
     duration = len(audio) / SAMPLE_RATE
     request.state.audio_s = round(duration, 3)
-    chunks = plan_chunks(duration, rt.settings.max_single_pass_s, rt.settings.chunk_overlap_s)
+    chunks = rt.runner.plan(duration, rt.settings.stream_chunk_s if params.stream else None)
     request.state.chunks = len(chunks)
     try:
         futures = engine.submit(_pieces(audio, chunks, params.keywords))
@@ -88,10 +87,16 @@ async def _gather(futures: Futures) -> list[PieceResult]:
     """All chunk results; if one fails or the request is cancelled, drop the rest."""
     try:
         return list(await asyncio.gather(*futures))
-    except BaseException:
+    except PieceTooLarge as exc:
+        raise too_large(exc) from exc
+    finally:  # a no-op on finished futures
         for f in futures:
             f.cancel()
-        raise
+
+
+def too_large(exc: PieceTooLarge) -> APIError:
+    """413: the audio cannot be decoded in this server's free memory, however it is split."""
+    return APIError(413, str(exc), param="file", code="audio_too_long")
 
 
 def _note_result(request: Request, rt: Runtime, results: Sequence[PieceResult], text: str) -> None:
@@ -118,6 +123,9 @@ async def _stream(
         text = "".join(pieces)
         _note_result(request, rt, results, text)
         yield done_event(text)
+    except PieceTooLarge as exc:
+        request.state.error_code = "audio_too_long"
+        yield sse(too_large(exc).body())
     except Exception:
         rid = getattr(request.state, "request_id", "?")
         log.exception("stream failed", extra={"fields": {"request_id": rid}})

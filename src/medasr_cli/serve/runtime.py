@@ -15,11 +15,12 @@ from collections.abc import Callable
 import numpy as np
 from starlette.datastructures import UploadFile
 
+from medasr_cli.infer.limits import describe as describe_limits
+from medasr_cli.infer.runner import ModelRunner
 from medasr_cli.serve.decode import DecodeError, DecodeTimeout, TooLong, decode_upload
 from medasr_cli.serve.engine import BatchEngine, EngineLimits, describe
 from medasr_cli.serve.errors import APIError, bad_request, unavailable
 from medasr_cli.serve.metrics import ServeMetrics
-from medasr_cli.serve.runner import ModelRunner, RunnerOptions
 from medasr_cli.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -31,17 +32,7 @@ class Runtime:
     def __init__(self, settings: ServeSettings, runner: ModelRunner | None = None) -> None:
         self.settings = settings
         self.metrics = ServeMetrics(settings.latency_window_s)
-        self.runner = runner or ModelRunner(
-            RunnerOptions(
-                model=settings.model,
-                device=settings.device,
-                cpu_threads=settings.cpu_threads,
-                precision=settings.precision,
-                keyword_boosting=settings.keyword_boosting,
-                keyword_boost_alpha=settings.keyword_boost_alpha,
-                keyword_context_score=settings.keyword_context_score,
-            )
-        )
+        self.runner = runner or ModelRunner(settings.runner_options())
         self.limits = EngineLimits(
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000,
@@ -65,6 +56,7 @@ class Runtime:
             on_depth=self.metrics.queue_depth.set,
         )
         self.engine.start()
+        self.runner.on_oom = self.metrics.oom_splits.inc
         self._load_task = asyncio.create_task(self._load(), name="medasr-load")
 
     async def stop(self) -> None:
@@ -93,7 +85,7 @@ class Runtime:
         log.info(
             "ready: serving %s as %r on %s (load %.1f s)",
             self.settings.model, self.settings.model_id, self.runner.device, seconds,
-            extra={"fields": describe(self.limits)},
+            extra={"fields": describe(self.limits) | describe_limits(self.runner.limits)},
         )  # fmt: skip
 
     def require_ready(self) -> BatchEngine:

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from medasr_cli.core.errors import InputError
+from medasr_cli.infer.runner import OPTION_HELP, RunnerOptions
 
 MIB = 1024 * 1024
 ENV_PREFIX = "MEDASR_"
@@ -96,7 +97,9 @@ class ServeSettings(BaseSettings):
         description="Audio pieces that may wait for the model; more gives 503 + Retry-After.",
     )
     max_batch_size: int = Field(
-        16, ge=1, description="Most audio pieces decoded in one model call (1 = no batching)."
+        16,
+        ge=1,
+        description=OPTION_HELP["max_batch_size"],
     )
     max_wait_ms: float = Field(
         10.0,
@@ -106,16 +109,28 @@ class ServeSettings(BaseSettings):
     max_batch_audio_s: float = Field(
         1440.0,
         gt=0,
-        description="Padded audio seconds allowed in one batch (memory guard).",
+        description=OPTION_HELP["max_batch_audio_s"],
     )
-    max_single_pass_s: float = Field(
-        1440.0,
+    full_attention_s: float | None = Field(
+        None,
+        gt=0,
+        description=OPTION_HELP["full_attention_s"],
+    )
+    max_single_pass_s: float | None = Field(
+        None,
         gt=1,
-        description="Audio up to this many seconds is decoded in one pass; longer audio in "
-        "overlapping chunks.",
+        description=OPTION_HELP["max_single_pass_s"],
     )
     chunk_overlap_s: float = Field(
-        10.0, ge=0, description="Overlap between chunks of long audio, in seconds."
+        10.0,
+        ge=0,
+        description=OPTION_HELP["chunk_overlap_s"],
+    )
+    stream_chunk_s: float = Field(
+        30.0,
+        gt=1,
+        description="With stream=true, audio is decoded in chunks of this many seconds and the "
+        "text of each is sent as it finishes.",
     )
     max_segment_s: float = Field(
         30.0,
@@ -124,18 +139,17 @@ class ServeSettings(BaseSettings):
         "(srt, vtt, verbose_json).",
     )
     device: str = Field(
-        "auto", description="auto (a GPU when one is visible, else the CPU), cpu or cuda[:N]."
+        "auto",
+        description=OPTION_HELP["device"],
     )
     cpu_threads: int | None = Field(
         None,
         ge=1,
-        description="Torch CPU threads for inference (default: torch's choice); 1 is often "
-        "fastest on a shared machine.",
+        description=OPTION_HELP["cpu_threads"],
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
-        description="CUDA autocast: auto (bf16 where supported, else fp16), bf16, fp16 or fp32. "
-        "CPU always runs fp32.",
+        description=OPTION_HELP["precision"],
     )
     keyword_boosting: bool = Field(
         True,
@@ -191,6 +205,21 @@ class ServeSettings(BaseSettings):
     def served_ids(self) -> tuple[str, ...]:
         """Every `model` value that this server answers to."""
         return (self.model_id, *self.model_aliases)
+
+    def runner_options(self) -> RunnerOptions:
+        """How the model runner loads and decodes (the same fields ``eval --model`` takes)."""
+        return RunnerOptions(
+            model=self.model,
+            device=self.device,
+            cpu_threads=self.cpu_threads,
+            precision=self.precision,
+            keyword_boosting=self.keyword_boosting,
+            keyword_boost_alpha=self.keyword_boost_alpha,
+            keyword_context_score=self.keyword_context_score,
+            full_attention_s=self.full_attention_s,
+            max_single_pass_s=self.max_single_pass_s,
+            chunk_overlap_s=self.chunk_overlap_s,
+        )
 
     def api_key_values(self) -> list[bytes]:
         """The configured keys as bytes, for constant-time comparison."""

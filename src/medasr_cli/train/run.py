@@ -302,10 +302,11 @@ def _finish(
 def evaluate_model(nemo_path: Path, tests: Sequence[Path], out_dir: Path) -> list[TestResult]:
     """Score ``nemo_path`` on each test manifest; reports go to ``out_dir/eval_NAME.json``."""
     from medasr_cli.evaluate.run import run_eval, write_report
+    from medasr_cli.infer.runner import RunnerOptions
 
     results = []
     for test, name in zip(tests, report_names(tests), strict=True):
-        report = run_eval(test, model=str(nemo_path), device="auto")
+        report = run_eval(test, model=RunnerOptions(model=str(nemo_path)))
         path = out_dir / f"eval_{name}.json"
         write_report(report, path)
         results.append(TestResult(test, path, report.overall.wer, report.overall.utterances))
