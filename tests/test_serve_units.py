@@ -167,6 +167,34 @@ def test_engine_caps_padded_audio_per_batch() -> None:
     assert max(fake.batches) <= 2  # 3 x 4 s would pad to 12 s > 10 s
 
 
+def test_engine_holds_a_batch_for_requests_still_decoding() -> None:
+    """A request still uploading or decoding joins the batch that is forming (up to max_hold)."""
+    fake = FakeModel(delay=0.0)
+
+    async def main(hold: float) -> None:
+        limits = EngineLimits(max_batch_size=8, max_wait_s=0.01, max_hold_s=hold)
+        engine = BatchEngine(fake.infer, limits)
+        engine.start()
+
+        async def late() -> None:
+            with engine.incoming():
+                await asyncio.sleep(0.1)  # decoding its upload
+                futs.extend(engine.submit([_item(16000)]))
+
+        futs = list(engine.submit([_item(16000)]))
+        task = asyncio.create_task(late())
+        await asyncio.sleep(0)
+        await task
+        await asyncio.gather(*futs)
+        await engine.stop()
+
+    asyncio.run(main(hold=1.0))
+    assert fake.batches == [2]
+    fake.batches.clear()
+    asyncio.run(main(hold=0.0))  # only max_wait: the early request runs alone
+    assert fake.batches == [1, 1]
+
+
 def test_ffmpeg_decode_has_a_timeout() -> None:
     import io
     import shutil

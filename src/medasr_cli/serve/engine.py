@@ -2,7 +2,8 @@
 
 Requests put audio pieces on a bounded queue and await futures. One asyncio
 task forms batches (up to ``max_batch_size`` pieces, waiting at most
-``max_wait_ms`` for more once the first arrives, and capping padded audio
+``max_wait_ms`` for more once the first arrives, or ``max_hold_ms`` while
+other requests are still uploading or decoding, and capping padded audio
 per batch) and hands each batch to a single-thread executor that owns the
 model. The event loop never blocks on inference, and ``transcribe()`` is never
 called from two threads. A full queue is refused at once (the caller answers
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -56,6 +58,8 @@ class EngineLimits:
     max_wait_s: float = 0.01
     queue_size: int = 64
     max_batch_audio_s: float = 1440.0
+    max_hold_s: float = 0.05
+    """How long a batch that is not full may wait for requests still being received or decoded."""
 
 
 BatchHook = Callable[[int, float, float], None]
@@ -81,11 +85,28 @@ class BatchEngine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medasr-model")
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._incoming = 0
 
     @property
     def depth(self) -> int:
         """Pieces waiting for the model (not counting the batch running now)."""
         return len(self._queue)
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Mark a request whose audio is on its way (upload, decoding) until it is submitted.
+
+        While any are, a batch that is not full waits for them up to ``max_hold_s``
+        instead of ``max_wait_s``: under load, requests that arrive together then run
+        together instead of being split by the time their uploads take to decode.
+        """
+        self._incoming += 1
+        self._wakeup.set()  # a batch already waiting switches to max_hold_s
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            self._wakeup.set()
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the model thread (loading and warm-up use this too)."""
@@ -145,7 +166,7 @@ class BatchEngine:
             self._wakeup.clear()
             await self._wakeup.wait()
         batch: list[_Pending] = []
-        deadline = time.monotonic() + self.limits.max_wait_s
+        started = time.monotonic()
         while len(batch) < self.limits.max_batch_size:
             self._drop_cancelled()
             if self._queue and self._fits(batch, self._queue[0].item):
@@ -153,7 +174,8 @@ class BatchEngine:
                 continue
             if self._queue or self._stopping:
                 break  # the head does not fit: run what we have
-            remaining = deadline - time.monotonic()
+            wait = self.limits.max_hold_s if self._incoming else self.limits.max_wait_s
+            remaining = started + wait - time.monotonic()
             if remaining <= 0:
                 break
             self._wakeup.clear()
@@ -204,6 +226,7 @@ def describe(limits: EngineLimits) -> dict[str, Any]:
     return {
         "max_batch_size": limits.max_batch_size,
         "max_wait_ms": round(limits.max_wait_s * 1000, 1),
+        "max_hold_ms": round(limits.max_hold_s * 1000, 1),
         "queue_size": limits.queue_size,
         "max_batch_audio_s": limits.max_batch_audio_s,
     }

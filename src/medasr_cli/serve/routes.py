@@ -39,23 +39,24 @@ async def create_transcription(request: Request) -> Response:
     require_api_key(request)
     engine = rt.require_ready()
     check_content_type(request)
-    form = await read_form(request, rt.settings.max_upload_bytes)
-    try:
-        params = parse_params(form, rt.settings)
-        request.state.response_format = params.response_format
-        assert form.file is not None
-        audio = await rt.decode(form.file)
-    finally:
-        await form.close()
-    duration = len(audio) / SAMPLE_RATE
-    request.state.audio_s = round(duration, 3)
-    chunks = rt.runner.plan(duration, rt.settings.stream_chunk_s if params.stream else None)
-    request.state.chunks = len(chunks)
-    try:
-        futures = engine.submit(_pieces(audio, chunks, params.keywords))
-    except QueueFull as exc:
-        raise unavailable(f"server is busy: {exc}; retry shortly", rt.settings.retry_after_s,
-                          "server_overloaded") from exc  # fmt: skip
+    with engine.incoming():  # a batch forming now may wait for this request's audio
+        form = await read_form(request, rt.settings.max_upload_bytes)
+        try:
+            params = parse_params(form, rt.settings)
+            request.state.response_format = params.response_format
+            assert form.file is not None
+            audio = await rt.decode(form.file)
+        finally:
+            await form.close()
+        duration = len(audio) / SAMPLE_RATE
+        request.state.audio_s = round(duration, 3)
+        chunks = rt.runner.plan(duration, rt.settings.stream_chunk_s if params.stream else None)
+        request.state.chunks = len(chunks)
+        try:
+            futures = engine.submit(_pieces(audio, chunks, params.keywords))
+        except QueueFull as exc:
+            raise unavailable(f"server is busy: {exc}; retry shortly", rt.settings.retry_after_s,
+                              "server_overloaded") from exc  # fmt: skip
     if params.stream:
         body = _stream(request, rt, chunks, futures, duration)
         return StreamingResponse(body, media_type="text/event-stream",

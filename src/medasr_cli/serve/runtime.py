@@ -38,6 +38,7 @@ class Runtime:
             max_wait_s=settings.max_wait_ms / 1000,
             queue_size=settings.queue_size,
             max_batch_audio_s=settings.max_batch_audio_s,
+            max_hold_s=settings.max_hold_ms / 1000,
         )
         self.engine: BatchEngine | None = None
         self.ready = False

@@ -106,6 +106,12 @@ class ServeSettings(BaseSettings):
         ge=0,
         description="How long a batch waits for more pieces before it runs, in milliseconds.",
     )
+    max_hold_ms: float = Field(
+        50.0,
+        ge=0,
+        description="How long a batch that is not full may wait, in milliseconds, for requests "
+        "that have arrived and are still uploading or decoding (0 = only --max-wait-ms).",
+    )
     max_batch_audio_s: float = Field(
         1440.0,
         gt=0,
