@@ -402,3 +402,36 @@ def test_endpoint_retries_only_requests_the_server_did_not_take(
     time.sleep(3)
     assert _Flaky.seen == ["slow"]  # a timed-out request is not sent again
     assert request_timeout(1800.0, 120.0) > request_timeout(10.0, 120.0) >= 120.0
+
+
+# --- streaming ----------------------------------------------------------------------------------
+
+
+def test_stream_sends_each_chunks_text_before_the_next_chunk_is_decoded() -> None:
+    """stream=true decodes in --stream-chunk-s chunks, and the first text leaves before the last
+    chunk has been decoded: the runner holds the last chunk until the client has read a delta
+    (a buffered stream would never release it)."""
+    first_delta = threading.Event()
+
+    def infer(items: Sequence[InferItem]) -> list[Transcript]:
+        if runner.calls == 3 and not first_delta.wait(20):
+            raise RuntimeError("no text reached the client before the last chunk")
+        return [fake_transcript(it) for it in items]
+
+    runner = FakeRunner(infer_fn=infer)
+    with fake_client(runner, stream_chunk_s=5, chunk_overlap_s=1, max_batch_size=1) as client:
+        events = []
+        with client.stream("POST", "/v1/audio/transcriptions",
+                           data={"model": MODEL_ID, "stream": "true"},
+                           files={"file": ("a.wav", wav_bytes(12.0), "audio/wav")}) as res:  # fmt: skip
+            assert res.status_code == 200
+            for line in res.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+                    first_delta.set()
+        assert runner.calls == 3  # 12 s in chunks of 5 s with 1 s overlap
+        assert events[-1]["type"] == "transcript.text.done"
+        assert "".join(e["delta"] for e in events[:-1]) == events[-1]["text"]
+        runner.calls = 0
+        assert post_audio(client, wav_bytes(12.0)).status_code == 200
+        assert runner.calls == 1  # without stream: one pass (the single-pass limit is far longer)
