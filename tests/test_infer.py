@@ -35,6 +35,7 @@ from helpers import (
     post_audio,
     run_cli,
     server_settings,
+    wait_process_ready,
     wav_bytes,
 )
 from medasr_cli.infer.files import BatchLimits, fits, transcribe_paths
@@ -242,7 +243,6 @@ def test_thirty_minute_recording_eval_and_serve(
 
 def _serve_once(model: Path, audio: Path) -> tuple[str, int]:
     """Transcribe one file with a ``medasr serve`` subprocess; its text and peak RSS (MB)."""
-    import httpx
     import openai
 
     port = free_port()
@@ -253,14 +253,7 @@ def _serve_once(model: Path, audio: Path) -> tuple[str, int]:
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_process_ready(base, proc, 180)
         client = openai.OpenAI(base_url=base + "/v1", api_key="x", timeout=900, max_retries=0)
         text = client.audio.transcriptions.create(model=MODEL_ID, file=audio.open("rb")).text
         status = Path(f"/proc/{proc.pid}/status").read_text()
