@@ -225,6 +225,31 @@ def peak_rss_mb(pid: int | None = None) -> int:
     return int(kb) // 1024
 
 
+def gpu_used_mb(pid: int) -> int | None:
+    """GPU memory a process holds now, as nvidia-smi reports it (None without nvidia-smi).
+
+    PyTorch's caching allocator keeps what it reserved, so after a request this is about
+    the peak reservation of that request plus the CUDA context.
+    """
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        p, _, mb = line.partition(",")
+        if p.strip() == str(pid):
+            return int(mb.strip())
+    return None
+
+
+def seconds_list(text: str) -> list[float]:
+    """``"60,600,3600"`` -> [60.0, 600.0, 3600.0] (an argparse type)."""
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def eval_files(spec: dict[str, Any]) -> dict[str, Any]:
     """``eval --model`` on some files in a fresh process (see the module doc); its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "eval-files", json.dumps(spec)]
@@ -254,11 +279,17 @@ def _eval_files_child(spec: dict[str, Any]) -> None:
     wall = time.perf_counter() - started
     texts = [t.text for t in out]
     audio_s = sum(durations)
+    gpu: dict[str, float | None] = {"peak_gpu_alloc_mb": None, "peak_gpu_reserved_mb": None}
+    if runner.device.startswith("cuda"):
+        import torch
+
+        gpu = {"peak_gpu_alloc_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+               "peak_gpu_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20)}  # fmt: skip
     print(json.dumps({
         "texts": texts, "wall_s": wall, "audio_s": audio_s, "load_s": load_s,
         "rtfx": audio_s / wall, "tokens": count_tokens(runner.tokenize, texts),
         "peak_rss_mb": peak_rss_mb(), "full_attention_s": runner.limits.full_attention_s,
-        "max_single_pass_s": runner.limits.single_pass_s,
+        "max_single_pass_s": runner.limits.single_pass_s, **gpu,
     }))  # fmt: skip
 
 

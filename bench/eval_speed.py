@@ -41,6 +41,7 @@ from common import (
     long_recording,
     machine,
     make_clips,
+    seconds_list,
 )
 
 from medasr_cli.core.records import Term, TermCategory
@@ -139,16 +140,18 @@ def bench_transcription(model_path: Path, clips: list[Path], args: argparse.Name
 
 
 def bench_long(model_path: Path, clips: list[Path], folder: Path, args: argparse.Namespace) -> None:
-    path = long_recording(clips, args.long_s, folder / "long.flac")
-    res = eval_files({"model": str(model_path), "paths": [str(path)], "device": args.device,
-                      "threads": args.threads, "batch_size": args.batch_size})  # fmt: skip
-    emit({"bench": f"eval_long_1x{args.long_s / 60:g}min", "audio_s": round(res["audio_s"], 1),
-          "rtfx": round(res["rtfx"], 1), "wall_s": round(res["wall_s"], 1),
-          "model_load_s": round(res["load_s"], 2), "peak_rss_mb": res["peak_rss_mb"],
-          "tokens_per_audio_s": round(res["tokens"] / res["audio_s"], 2),
-          "words": len(res["texts"][0].split()),
-          "full_attention_s": res["full_attention_s"], "max_single_pass_s": res["max_single_pass_s"],
-          "load_avg_1m": load_avg()})  # fmt: skip
+    for sec in args.long_s:
+        path = long_recording(clips, sec, folder / f"long{sec:g}.flac")
+        res = eval_files({"model": str(model_path), "paths": [str(path)], "device": args.device,
+                          "threads": args.threads, "batch_size": args.batch_size})  # fmt: skip
+        gpu = {k: res[k] for k in ("peak_gpu_alloc_mb", "peak_gpu_reserved_mb") if res.get(k)}
+        emit({"bench": f"eval_long_1x{sec / 60:g}min", "audio_s": round(res["audio_s"], 1),
+              "rtfx": round(res["rtfx"], 1), "wall_s": round(res["wall_s"], 1),
+              "model_load_s": round(res["load_s"], 2), "peak_rss_mb": res["peak_rss_mb"], **gpu,
+              "tokens_per_audio_s": round(res["tokens"] / res["audio_s"], 2),
+              "words": len(res["texts"][0].split()),
+              "full_attention_s": res["full_attention_s"],
+              "max_single_pass_s": res["max_single_pass_s"], "load_avg_1m": load_avg()})  # fmt: skip
 
 
 def main() -> None:
@@ -169,7 +172,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     ap.add_argument("--long", action="store_true", help="add the long-recording case")
-    ap.add_argument("--long-s", type=float, default=1800.0, help="length of the long file")
+    ap.add_argument(
+        "--long-s",
+        type=seconds_list,
+        default=[1800.0],
+        help="length of the long file; several, comma-separated, for one case each",
+    )
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     emit({**machine(args.device, args.threads)})

@@ -27,8 +27,11 @@ and 16 concurrent 5-minute files (``--long-s``, ``--many``, ``--many-s``), each
 on a fresh server (so its peak RSS, VmHWM, is that case's): RTFx, peak RSS,
 and whether each served text equals what ``eval --model`` gives for the file
 (``transcribe_paths`` through a ``ModelRunner`` with the same settings, in a
-fresh process whose RTFx and peak RSS are reported too). ``--rounds 0`` runs
-only the long cases.
+fresh process whose RTFx and peak RSS are reported too). ``--long-s 60,600,3600``
+runs one single-client case per length, ``--many 0`` drops the concurrent one,
+``--rounds 0`` the short rounds. With ``--device cuda`` the long lines add the
+server's GPU memory in use after its requests (nvidia-smi) and eval's peak
+allocated and reserved GPU memory (torch.cuda).
 
 Numbers only: it never fails on time. Run: ``python bench/serve_load.py``
 (a few minutes on 2 CPU cores; ``--device cuda`` on a GPU). A quick check:
@@ -57,11 +60,13 @@ from common import (
     count_tokens,
     emit,
     eval_files,
+    gpu_used_mb,
     load_avg,
     long_recording,
     machine,
     make_clips,
     peak_rss_mb,
+    seconds_list,
 )
 
 from medasr_cli.infer.runner import ModelRunner, RunnerOptions
@@ -226,11 +231,13 @@ def run_long(
 ) -> None:
     """One long file from one client, then many shorter long files at once: server against eval."""
     cases = [
-        (f"long_1x{args.long_s / 60:g}min", [long_recording(clips, args.long_s, folder / "long.flac")]),
-        (f"long_{args.many}x{args.many_s / 60:g}min",
-         [long_recording(clips, args.many_s, folder / f"many{i:02d}.flac", start=i)
-          for i in range(args.many)]),
-    ]  # fmt: skip
+        (f"long_1x{sec / 60:g}min", [long_recording(clips, sec, folder / f"long{sec:g}.flac")])
+        for sec in args.long_s
+    ]
+    if args.many > 0:
+        many = [long_recording(clips, args.many_s, folder / f"many{i:02d}.flac", start=i)
+                for i in range(args.many)]  # fmt: skip
+        cases.append((f"long_{args.many}x{args.many_s / 60:g}min", many))
     for name, files in cases:
         spec = {"model": str(model_path), "paths": [str(f) for f in files], "device": args.device,
                 "threads": args.threads, "batch_size": args.batch_size,
@@ -245,6 +252,7 @@ def run_long(
             url = f"http://127.0.0.1:{args.port + 2}/v1/audio/transcriptions"
             res = load(url, files, len(files), 1)
             served_peak = peak_rss_mb(proc.pid)
+            gpu_mb = gpu_used_mb(proc.pid) if args.device.startswith("cuda") else None
             mean_batch = scrape(args.port + 2)
         finally:
             stop_server(proc)
@@ -259,6 +267,9 @@ def run_long(
               if count else 0.0,
               "eval_rtfx": round(ev["rtfx"], 1), "eval_wall_s": round(ev["wall_s"], 1),
               "eval_peak_rss_mb": ev["peak_rss_mb"],
+              **({"server_gpu_mb_after": gpu_mb, "eval_peak_gpu_alloc_mb": ev["peak_gpu_alloc_mb"],
+                  "eval_peak_gpu_reserved_mb": ev["peak_gpu_reserved_mb"]}
+                 if args.device.startswith("cuda") else {}),
               "same_text_as_eval": all(same), "same_text_files": f"{sum(same)}/{len(same)}",
               "words_per_file": [len(t.split()) for t in res["texts"]][:4],
               "full_attention_s": args.full_attention_s,
@@ -305,8 +316,15 @@ def main() -> None:
         help="fixed for every runner here (default: what this process's runner picks)",
     )
     ap.add_argument("--long", action="store_true", help="add the long-recording cases")
-    ap.add_argument("--long-s", type=float, default=1800.0, help="length of the one long file")
-    ap.add_argument("--many", type=int, default=16, help="files posted at once in the second case")
+    ap.add_argument("--long-s", type=seconds_list, default=[1800.0],
+                    help="length of the one long file; several, comma-separated (60,600,3600), "
+                    "for one single-client case each")  # fmt: skip
+    ap.add_argument(
+        "--many",
+        type=int,
+        default=16,
+        help="files posted at once in the last long case (0: no such case)",
+    )
     ap.add_argument("--many-s", type=float, default=300.0, help="length of each of those files")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
