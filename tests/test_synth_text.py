@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 
 from medasr_cli.core.errors import InputError
+from medasr_cli.core.spoken import respelling_stress
 from medasr_cli.synth.config import load_config, parse_snr
 from medasr_cli.synth.numbers import int_to_words, number_to_words, ordinal_words
-from medasr_cli.synth.verbalize import Verbalizer, choose_spoken_form, packaged_abbreviations
+from medasr_cli.synth.split import spoken_chars
+from medasr_cli.synth.verbalize import (
+    Verbalizer,
+    choose_spoken_form,
+    engine_text,
+    packaged_abbreviations,
+)
 from medasr_cli.synth.voices import parse_voices, read_voice_file, round_robin, sample_voice
 from medasr_cli.tts import VoiceSpec
 
@@ -69,8 +76,25 @@ def test_packaged_abbreviations_are_read() -> None:
 
 
 def test_respellings_apply_to_tts_text_only() -> None:
-    v = Verbalizer({"apixaban": "uh-PIX-uh-ban"}, abbreviations={})
-    assert v("Continue Apixaban 5 mg.") == "Continue uh-pix-uh-ban five milligrams."
+    v = Verbalizer({"apixaban": "uh-PIX-uh-ban", "crohn's disease": "KROHNZ dih-ZEEZ"}, {})
+    # the stress capitals stay (the acronym rule does not spell PIX out) ...
+    assert v("Continue Apixaban 5 mg.") == "Continue uh-PIX-uh-ban five milligrams."
+    assert v("Known Crohn's disease.") == "Known krohnz dih-ZEEZ."  # a lone word: no stress
+    # ... for espeak, which stresses that syllable; other engines get them lower-cased
+    assert engine_text(v("Continue Apixaban."), "espeak") == "Continue uh-PIX-uh-ban."
+    for engine in ("piper", "coqui"):
+        assert engine_text(v("Continue Apixaban."), engine) == "Continue uh-pix-uh-ban."
+    # written acronyms are still spelled, and an X-ray is no respelling
+    assert engine_text(v("CT and chest X-ray."), "piper") == "C T and chest X-ray."
+
+
+def test_stress_marks_are_parsed_from_capitals() -> None:
+    assert respelling_stress("uh-PIX-uh-ban") == [("uh", 0), ("pix", 2), ("uh", 0), ("ban", 0)]
+    assert respelling_stress("AS-uh-TEE-min") == [("as", 1), ("uh", 0), ("tee", 2), ("min", 0)]
+    for unmarked in ("uh-pix-uh-ban", "X-ray", "T-cell", "HER-TWO", "PIX", "uh-PIX-2"):
+        assert respelling_stress(unmarked) is None
+    # a split part's duration estimate is the same with or without the capitals
+    assert spoken_chars("Continue uh-PIX-uh-ban.") == spoken_chars("Continue uh-pix-uh-ban.")
 
 
 def test_choose_spoken_form_prefers_what_is_written() -> None:

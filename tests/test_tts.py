@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,68 @@ def test_espeak_accents_differ_and_rate_jitter_applies() -> None:
 def test_espeak_unknown_voice(voice: str) -> None:
     with pytest.raises(InputError, match="unknown espeak"):
         create_engine("espeak").check_voice(voice)
+
+
+_IPA_VOWEL_GROUP = re.compile("[aeiouæɐɑɒɔəɚɛɜɝɪʊʌᵻ]+")
+
+
+def _espeak_ipa(text: str, voice: str) -> str:
+    cmd = ["espeak-ng", "-v", voice, "-q", "--ipa", text]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _stressed_syllable(ipa: str) -> int:
+    """Which syllable (0-based vowel group) espeak-ng put its one primary stress mark on."""
+    assert ipa.count("ˈ") == 1, ipa
+    return len(_IPA_VOWEL_GROUP.findall(ipa.split("ˈ")[0]))
+
+
+@needs_espeak
+@pytest.mark.parametrize("voice", ["en-us", "en-gb"])
+def test_espeak_puts_the_primary_stress_on_the_capitalised_syllable(voice: str) -> None:
+    from medasr_cli.tts.espeak import with_phonemes
+
+    syllables = ["uh", "pix", "uh", "ban"]
+    # read as text (what espeak was given before), every syllable is a stressed word of its own
+    assert _espeak_ipa("-".join(syllables), voice).count("ˈ") == len(syllables)
+    seen = set()
+    for k in range(len(syllables)):
+        marked = "-".join(s.upper() if i == k else s for i, s in enumerate(syllables))
+        ipa = _espeak_ipa(with_phonemes(marked), voice)
+        assert _stressed_syllable(ipa) == k, (marked, ipa)
+        seen.add(ipa)
+    assert len(seen) == len(syllables)  # moving the stress changes what is said
+
+
+@needs_espeak
+def test_every_bundled_respelling_is_stressed_where_its_capitals_say() -> None:
+    from medasr_cli.core.spoken import respelling_stress
+    from medasr_cli.synth.verbalize import packaged_respellings
+    from medasr_cli.tts.espeak import with_phonemes
+
+    table = packaged_respellings()
+    assert len(table) >= 30
+    for term, respelling in table.items():
+        syllables = respelling_stress(respelling)
+        assert syllables is not None, (term, respelling)
+        stressed = [i for i, (_, level) in enumerate(syllables) if level == 2]
+        for voice in ("en-us", "en-gb"):
+            ipa = _espeak_ipa(with_phonemes(respelling), voice)
+            assert _stressed_syllable(ipa) == stressed[0], (term, respelling, ipa)
+
+
+@needs_espeak
+def test_espeak_engine_speaks_a_respelling_from_its_phonemes() -> None:
+    from medasr_cli.tts.espeak import with_phonemes
+
+    engine = create_engine("espeak")
+    params = {"rate": 175, "pitch": 50}
+    text = "Continue uh-PIX-uh-ban daily."
+    assert with_phonemes(text) == "Continue [[@'pIks@ban]] daily."
+    audio = engine.synthesize(text, "en-gb", params, seed=0).audio
+    same = engine.synthesize(with_phonemes(text), "en-gb", params, seed=0).audio
+    plain = engine.synthesize(text.lower(), "en-gb", params, seed=0).audio
+    assert np.array_equal(audio, same) and not np.array_equal(audio, plain)
 
 
 @pytest.fixture(scope="module")

@@ -195,3 +195,55 @@ def with_spoken_forms(term: Term, normalize: Callable[[str], str] | None = None)
     if category is TermCategory.other and is_abbreviation(term.text):
         category = TermCategory.abbreviation
     return term.model_copy(update={"spoken_forms": merged, "category": category})
+
+
+# ---- pronunciation respellings (TTS input only) ---------------------------------------------
+#
+# The lexicon's respellings (``data/lexicon/pronunciations.tsv``, ``Term.pronunciation``) join
+# syllables with hyphens and write the stressed one in capitals: ``uh-PIX-uh-ban``. An engine
+# that can place stress (espeak-ng, through phoneme input) reads the capitals; any other engine
+# gets the respelling lower-cased, since capitals would be spelled out letter by letter.
+
+RESPELLING = re.compile(r"(?<![\w-])[A-Za-z]+(?:-[A-Za-z]+)+(?![\w-])")
+"""A hyphenated word that may be a stress-marked respelling (check with :func:`respelling_stress`)."""
+
+PRIMARY, SECONDARY, UNSTRESSED = 2, 1, 0
+
+
+def respelling_stress(token: str) -> list[tuple[str, int]] | None:
+    """``uh-PIX-uh-ban`` -> ``[("uh", 0), ("pix", 2), ("uh", 0), ("ban", 0)]``; None if unmarked.
+
+    A token is a stress-marked respelling when it has two or more syllables of
+    ASCII letters, at least one of them in capitals (two letters or more, so
+    ``X-ray`` is not one) and at least one not. The last capitalised syllable
+    takes the primary stress (:data:`PRIMARY`), earlier ones a secondary stress.
+    """
+    syllables = token.split("-")
+    if len(syllables) < 2 or not all(s.isascii() and s.isalpha() for s in syllables):
+        return None
+    caps = [len(s) >= 2 and s.isupper() for s in syllables]
+    if not any(caps) or all(caps):
+        return None
+    last = max(i for i, c in enumerate(caps) if c)
+    levels = [PRIMARY if i == last else SECONDARY if c else UNSTRESSED for i, c in enumerate(caps)]
+    return [(s.lower(), level) for s, level in zip(syllables, levels, strict=True)]
+
+
+def keep_stress_marks(respelling: str) -> str:
+    """A respelling as TTS input: lower-cased except its stress-marked words.
+
+    ``uh-PIX-uh-ban`` stays; ``KROHNZ dih-ZEEZ`` -> ``krohnz dih-ZEEZ`` (a lone
+    capitalised word cannot be told from an acronym, and has one syllable anyway).
+    """
+    return " ".join(
+        w if respelling_stress(w) is not None else w.lower() for w in respelling.split()
+    )
+
+
+def drop_stress_marks(text: str) -> str:
+    """``text`` with every stress-marked respelling lower-cased (for engines that cannot use it)."""
+    return RESPELLING.sub(
+        lambda m: m.group().lower() if respelling_stress(m.group()) is not None else m.group(),
+        text,
+    )
+

@@ -21,6 +21,7 @@ from medasr_cli.core.records import Script
 from medasr_cli.core.shard import stable_hash, stable_hex
 from medasr_cli.synth.render import Job
 from medasr_cli.synth.split import split_script
+from medasr_cli.synth.verbalize import engine_text
 from medasr_cli.synth.voices import round_robin, sample_voice
 from medasr_cli.tts.base import VoiceSpec
 
@@ -84,6 +85,7 @@ def plan_jobs(
             )
             for j, part in enumerate(parts):
                 split = (j, len(parts)) if len(parts) > 1 else None
+                tts_text = engine_text(part.tts_text, voice.engine)  # stress marks if it can
                 uid = f"{rendition}-p{j}" if split else rendition
                 name = _safe(uid)
                 if name in used_names:
@@ -92,7 +94,7 @@ def plan_jobs(
                 fields: dict[str, Any] = {
                     "id": uid,
                     "text": part.text,
-                    "tts_text": part.tts_text,
+                    "tts_text": tts_text,
                     "voice": voice.label,
                     "seed": utterance_seed(seed, uid),
                     "format": audio_format,
@@ -104,7 +106,7 @@ def plan_jobs(
                         id=uid,
                         script_id=script.id,
                         text=part.text,
-                        tts_text=part.tts_text,
+                        tts_text=tts_text,
                         voice=voice,
                         seed=fields["seed"],
                         audio_path=f"audio/{name}.{audio_format}",

@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from medasr_cli.core.spoken import drop_stress_marks
+
 CHARS_PER_S = 8.5
 LEAD_S = 0.6
 
@@ -54,8 +56,12 @@ def estimate_seconds(tts_text: str) -> float:
 
 
 def spoken_chars(tts_text: str) -> int:
-    """Characters of the words in ``tts_text``; three for each one of a spelled-out token."""
-    return sum(len(w) * (3 if _SPELLED.search(w) else 1) for w in _WORD.findall(tts_text))
+    """Characters of the words in ``tts_text``; three for each one of a spelled-out token.
+
+    A respelling's stress capitals (``uh-PIX-uh-ban``) do not make it a spelled token.
+    """
+    words = _WORD.findall(drop_stress_marks(tts_text))
+    return sum(len(w) * (3 if _SPELLED.search(w) else 1) for w in words)
 
 
 def term_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:

@@ -3,7 +3,9 @@
 The manifest keeps the written form (``Metoprolol 25 mg b.i.d.``), which is
 what Parakeet must learn to output; the engine gets what a clinician says
 (``metoprolol twenty-five milligrams b i d``). Respellings from the lexicon
-(``apixaban -> uh-pix-uh-ban``) go to the engine only.
+(``apixaban -> uh-PIX-uh-ban``) go to the engine only, with their stress
+capitals: :func:`engine_text` keeps them for an engine that places the stress
+(espeak-ng) and lower-cases them for the others.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from medasr_cli.core.errors import InputError
+from medasr_cli.core.spoken import drop_stress_marks, keep_stress_marks
 from medasr_cli.synth.numbers import (
     clock_words,
     digits_to_words,
@@ -103,9 +106,25 @@ def _abbreviation_pattern(table: Mapping[str, str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w.])({alt})(s?)(?![\w])")
 
 
+#: Engines that speak a stress-marked respelling (``uh-PIX-uh-ban``) with that stress:
+#: espeak-ng through phoneme input (:func:`medasr_cli.tts.espeak.with_phonemes`). Piper
+#: phonemises with espeak-ng's text rules, which spell capitals out letter by letter, and a
+#: Coqui model reads characters: both get the respelling lower-cased, as before.
+STRESS_ENGINES = frozenset({"espeak"})
+
+
 def normalise_respelling(respelling: str) -> str:
-    """``uh-PIX-uh-ban`` -> ``uh-pix-uh-ban``: capitals mark stress but would be spelled out."""
-    return respelling.strip().lower()
+    """``uh-PIX-uh-ban`` stays (its capitals mark the stress); anything else is lower-cased.
+
+    See :func:`medasr_cli.core.spoken.keep_stress_marks`; :func:`engine_text`
+    lower-cases the rest for engines that cannot use the stress.
+    """
+    return keep_stress_marks(respelling.strip())
+
+
+def engine_text(tts_text: str, engine: str) -> str:
+    """What ``engine`` is given for ``tts_text``: stress capitals kept only where it uses them."""
+    return tts_text if engine in STRESS_ENGINES else drop_stress_marks(tts_text)
 
 
 def load_respellings(path: Path) -> dict[str, str]:
@@ -158,14 +177,16 @@ class Verbalizer:
     def __call__(self, text: str) -> str:
         """The TTS input for ``text``."""
         out = text
+        spoken: list[str] = []  # respellings and abbreviation expansions, kept from later rules
         if self._respell_re is not None:
-            out = self._respell_re.sub(lambda m: self.respellings[m.group(1).lower()], out)
+            out = self._respell_re.sub(
+                lambda m: _mark(self.respellings[m.group(1).lower()], spoken), out
+            )
         out = _RANGE.sub(lambda m: f"{m.group(1)} to {m.group(2)}", out)
         out = _DOSE.sub(_say_dose, out)
         out = _RATIO.sub(lambda m: f"{m.group(1)} over {m.group(2)}", out)
         out = _CLOCK.sub(lambda m: clock_words(int(m.group(1)), int(m.group(2))), out)
         out = _ORDINAL.sub(lambda m: ordinal_words(int(m.group(1))), out)
-        spoken: list[str] = []  # abbreviation expansions, kept away from the later rules
         if self._abbr_re is not None:
             out = self._abbr_re.sub(lambda m: self._protect(m, spoken), out)
         out = _NUMBER.sub(lambda m: _say_number(m.group(1)), out)
@@ -178,8 +199,13 @@ class Verbalizer:
 
     def _protect(self, m: re.Match[str], spoken: list[str]) -> str:
         form = self.abbreviations[m.group(1)] + m.group(2)
-        spoken.append(_NUMBER.sub(lambda d: _say_number(d.group(1)), form))
-        return f"\ue000{len(spoken) - 1}\ue001"
+        return _mark(_NUMBER.sub(lambda d: _say_number(d.group(1)), form), spoken)
+
+
+def _mark(text: str, spoken: list[str]) -> str:
+    """Keep ``text`` out of the later rules (the acronym rule would spell ``PIX`` out)."""
+    spoken.append(text)
+    return f"\ue000{len(spoken) - 1}\ue001"
 
 
 def _say_number(text: str) -> str:
