@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import TextColumn
+from rich.progress import TaskID, TextColumn
 from rich.table import Table
 
 from medasr_cli.cli.common import (
@@ -19,11 +19,13 @@ from medasr_cli.cli.common import (
     progress_enabled,
 )
 from medasr_cli.core.errors import InputError
+from medasr_cli.infer.runner import OPTION_HELP
 from medasr_cli.tts import ENGINES, CoquiOptions, EngineOptions
 
 if TYPE_CHECKING:  # the synth library pulls in scipy: import it only when a command runs
     from medasr_cli.synth import SynthSummary
     from medasr_cli.synth.run import Progress as ProgressFn
+    from medasr_cli.synth.run import VerifyProgress
 
 app = typer.Typer(
     help="Synthesise scripts with several TTS voices and augment them with hospital noise.",
@@ -32,18 +34,24 @@ app = typer.Typer(
 
 
 @contextlib.contextmanager
-def _synth_progress() -> Iterator[ProgressFn]:
-    """A bar with utterances done, audio hours produced and the ETA."""
+def _synth_progress() -> Iterator[tuple[ProgressFn, VerifyProgress]]:
+    """A bar with utterances done, audio hours produced and the ETA; a second one for verify."""
     if not progress_enabled():
-        yield lambda done, total, audio_s: None
+        yield (lambda done, total, audio_s: None), (lambda done, total: None)
         return
     with new_progress(TextColumn("{task.fields[hours]:.3f} h audio")) as progress:
         task = progress.add_task("synth", total=None, hours=0.0)
+        check: list[TaskID] = []
 
         def update(done: int, total: int, audio_s: float) -> None:
             progress.update(task, completed=done, total=total, hours=audio_s / 3600)
 
-        yield update
+        def verify(done: int, total: int) -> None:
+            if not check:
+                check.append(progress.add_task("verify", total=total, hours=0.0))
+            progress.update(check[0], completed=done, total=total)
+
+        yield update, verify
 
 
 def _print_summary(s: SynthSummary) -> None:
@@ -75,8 +83,31 @@ def _print_summary(s: SynthSummary) -> None:
             f"{s.over_limit} utterance(s) measure over --max-utterance-s {s.max_utterance_s:g} s",
             soft_wrap=True,
         )
+    if s.verify is not None:
+        _print_verify(s)
     for uid, err in list(s.failures.items())[:20]:
         err_console.print(f"[yellow]failed[/] {uid}: {err}", highlight=False, markup=False)
+
+
+def _print_verify(s: SynthSummary) -> None:
+    v = s.verify
+    assert v is not None
+    median = "n/a" if v.median_wer is None else f"{v.median_wer:.3f}"
+    console.print(
+        f"verified {v.verified} clip(s) with {v.model} ({v.verified_now} transcribed now), "
+        f"median WER {median} on the words other than the terms; {v.flagged} over "
+        f"--verify-max-wer {v.max_wer:g} flagged, {v.dropped} dropped"
+        + (f" (listed in {v.rejected_jsonl})" if v.rejected_jsonl else ""),
+        soft_wrap=True,
+        highlight=False,
+    )
+    if v.flagged and not v.drop:
+        err_console.print(
+            f"[yellow]{v.flagged} flagged clip(s) stay in {s.jsonl} with verify_flag: true[/]; "
+            "--drop-unverified moves them out of the training data",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.callback(invoke_without_command=True)
@@ -150,6 +181,34 @@ def synth(
         "sentence boundaries, so long dictations stay trainable (train drops utterances over "
         "24 s); 0 turns it off.",
     ),
+    verify_model: str | None = typer.Option(
+        None,
+        "--verify-model",
+        metavar="PATH|NAME",
+        help="Check every clip: transcribe it with this ASR model (.nemo file or hub name, "
+        "e.g. nvidia/parakeet-tdt-0.6b-v2) after rendering and record its WER on the words "
+        "other than the target terms (verify_wer, verify_text, verify_flag). A re-run only "
+        "transcribes clips this model has not checked yet.",
+    ),
+    verify_device: str = typer.Option(
+        "auto", "--verify-device", help="For --verify-model: " + OPTION_HELP["device"]
+    ),
+    verify_max_wer: float = typer.Option(
+        0.5,
+        "--verify-max-wer",
+        min=0.0,
+        help="Flag a clip whose WER outside the terms is over this (a good clip of a good "
+        "model is near 0, a broken one near 1). Changing it needs no new transcription.",
+    ),
+    drop_unverified: bool = typer.Option(
+        False,
+        "--drop-unverified/--keep-unverified",
+        help="Move flagged clips from utterances.jsonl to rejected.jsonl (not training data), "
+        "or keep them there marked verify_flag: true.",
+    ),
+    verify_batch_size: int = typer.Option(
+        16, "--verify-batch-size", min=1, help="Clips per model call for --verify-model."
+    ),
     coqui_model: str | None = typer.Option(None, "--coqui-model", help="Coqui model name."),
     coqui_model_path: Path | None = typer.Option(
         None, "--coqui-model-path", help="Local Coqui checkpoint."
@@ -167,6 +226,7 @@ def synth(
         return
     from medasr_cli.core.shard import parse_shard
     from medasr_cli.synth import SynthRequest, load_config, parse_snr, run_synth
+    from medasr_cli.synth.verify import VerifyOptions
     from medasr_cli.synth.voices import voice_plan
 
     if out is None:
@@ -199,9 +259,18 @@ def synth(
         audio_format=audio_format,
         limit=limit,
         max_utterance_s=max_utterance_s,
+        verify=VerifyOptions(
+            model=verify_model,
+            device=verify_device,
+            max_wer=verify_max_wer,
+            drop=drop_unverified,
+            batch_size=verify_batch_size,
+        )
+        if verify_model
+        else None,
     )
-    with _synth_progress() as update:
-        summary = run_synth(request, progress=update)
+    with _synth_progress() as (update, verify):
+        summary = run_synth(request, progress=update, verify_progress=verify)
     _print_summary(summary)
 
 

@@ -128,10 +128,16 @@ def plan_jobs(
     return jobs
 
 
-def is_done(job: Job, ledger: Ledger, out_dir: Path) -> bool:
-    """True when a record with the same inputs hash exists and its audio file is there."""
-    rec = ledger.get(job.id)
-    if rec is None or rec.get("inputs_hash") != job.inputs_hash:
-        return False
-    audio = out_dir / str(rec.get("audio_filepath", ""))
-    return audio.is_file() and audio.stat().st_size > 44
+def is_done(job: Job, ledger: Ledger, out_dir: Path, rejected: Ledger | None = None) -> bool:
+    """True when a record with the same inputs hash exists and its audio file is there.
+
+    A record in ``rejected`` (a clip dropped by verification) counts: rendering it
+    again would give the same audio.
+    """
+    for source in (ledger, rejected):
+        rec = source.get(job.id) if source is not None else None
+        if rec is not None and rec.get("inputs_hash") == job.inputs_hash:
+            audio = out_dir / str(rec.get("audio_filepath", ""))
+            if audio.is_file() and audio.stat().st_size > 44:
+                return True
+    return False

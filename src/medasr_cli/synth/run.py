@@ -4,6 +4,8 @@ Output folder layout::
 
     OUT/audio/<utterance id>.wav     16 kHz mono PCM (or .flac)
     OUT/utterances.jsonl             one Utterance per line (``utterances.shard-K-of-N.jsonl``)
+    OUT/utterances.summary.json      the run's summary (``utterances.shard-K-of-N.summary.json``)
+    OUT/rejected.jsonl               clips dropped by --verify-model (``rejected.shard-K-of-N.jsonl``)
     OUT/scripts.jsonl                the scripts generated from --terms
     OUT/noise-bank/                  the default hospital noise bank (built once)
 
@@ -11,11 +13,15 @@ Resumable and idempotent, through the shared :class:`~medasr_cli.core.ledger.Led
 records are appended and flushed one by one as utterances finish (a crash
 loses at most the utterances in flight; Ctrl-C lets them finish), an utterance
 whose record has the same inputs hash and whose audio exists is skipped, and
-at the end the JSONL is rewritten atomically with one record per id.
+at the end the JSONL is rewritten atomically with one record per id. With
+``--verify-model`` the clips are then transcribed and scored
+(:mod:`medasr_cli.synth.verify`); a dropped clip's record lives in the rejected
+JSONL, which counts as done too, so a re-run does not render it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import re
@@ -44,8 +50,9 @@ from medasr_cli.synth.render import (
     init_worker,
     render_in_worker,
 )
-from medasr_cli.synth.summary import SynthSummary, summarise
+from medasr_cli.synth.summary import SynthSummary, summarise, write_summary
 from medasr_cli.synth.verbalize import Verbalizer, load_respellings, packaged_respellings
+from medasr_cli.synth.verify import Verifier, VerifyOptions, count, partition, verify_records
 from medasr_cli.synth.voices import ORDERS, default_plan
 from medasr_cli.tts.base import VoiceSpec
 from medasr_cli.tts.registry import EngineOptions, create_engine
@@ -55,6 +62,7 @@ log = logging.getLogger(__name__)
 _PART_SUFFIX = re.compile(r"-p\d+$")  # "{script id}-{k}-p{j}" -> its rendition
 
 Progress = Callable[[int, int, float], None]  # (done, total, audio seconds so far)
+VerifyProgress = Callable[[int, int], None]  # (clips verified, clips to verify)
 
 
 @dataclass
@@ -83,13 +91,26 @@ class SynthRequest:
     # split scripts estimated longer than this (s) at sentence boundaries; None or 0: never
     # (off by default: docs/synth.md says why, and recommends 20 for LLM dictations)
     max_utterance_s: float | None = 20.0  # split longer scripts (estimate); None or 0: off
+    verify: VerifyOptions | None = None  # transcribe each clip and flag (or drop) bad ones
+
+    def _named(self, stem: str, suffix: str = ".jsonl") -> Path:
+        if self.shard is None:
+            return self.out_dir / f"{stem}{suffix}"
+        k, n = self.shard
+        return self.out_dir / f"{stem}.shard-{k}-of-{n}{suffix}"
 
     @property
     def jsonl_path(self) -> Path:
-        if self.shard is None:
-            return self.out_dir / "utterances.jsonl"
-        k, n = self.shard
-        return self.out_dir / f"utterances.shard-{k}-of-{n}.jsonl"
+        return self._named("utterances")
+
+    @property
+    def rejected_path(self) -> Path:
+        """Where clips dropped by verification are listed (not training data)."""
+        return self._named("rejected")
+
+    @property
+    def summary_path(self) -> Path:
+        return self._named("utterances", ".summary.json")
 
 
 def _scripts(req: SynthRequest) -> list[Script]:
@@ -154,6 +175,8 @@ def prepare(req: SynthRequest) -> tuple[list[Job], RenderOptions]:
         raise InputError("--jobs and --per-script must be at least 1")
     if req.max_utterance_s is not None and req.max_utterance_s < 0:
         raise InputError(f"--max-utterance-s {req.max_utterance_s:g}: use seconds, or 0 for off")
+    if req.verify is not None:
+        req.verify.check()
     req.out_dir.mkdir(parents=True, exist_ok=True)
     voices = req.voices or default_plan()
     _check_voices(voices, req.engine_options)
@@ -217,16 +240,24 @@ def _outcomes(
             raise
 
 
-def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSummary:
-    """Synthesise the run (or shard) described by ``req``; return its summary.
+def run_synth(
+    req: SynthRequest,
+    progress: Progress | None = None,
+    verify_progress: VerifyProgress | None = None,
+) -> SynthSummary:
+    """Synthesise the run (or shard) described by ``req``, verify it if asked; return its summary.
 
-    Ctrl-C stops after the utterances in flight and raises
-    :class:`~medasr_cli.core.ledger.Interrupted`; a re-run resumes.
+    Ctrl-C stops after the utterances (or the verification step) in flight and
+    raises :class:`~medasr_cli.core.ledger.Interrupted`; a re-run resumes.
     """
     started = time.perf_counter()
-    with Ledger(req.jsonl_path) as ledger:  # first: a second run on the folder stops here
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(Ledger(req.jsonl_path))  # a second run on it stops here
         jobs, settings = prepare(req)
-        todo = [j for j in jobs if not is_done(j, ledger, req.out_dir)]
+        rejected = None
+        if req.verify is not None or req.rejected_path.is_file():
+            rejected = stack.enter_context(Ledger(req.rejected_path))
+        todo = [j for j in jobs if not is_done(j, ledger, req.out_dir, rejected)]
         log.info(
             "%d utterance(s) planned, %d already done, %d to render",
             len(jobs),
@@ -235,7 +266,7 @@ def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSumma
         )
         failures: dict[str, str] = {}
         timings: dict[str, float] = {"tts": 0.0, "resample": 0.0, "augment": 0.0, "write": 0.0}
-        audio_s, done = 0.0, len(jobs) - len(todo)
+        audio_s, done, verified_now = 0.0, len(jobs) - len(todo), 0
         if progress:
             progress(done, len(jobs), 0.0)
         try:
@@ -252,18 +283,29 @@ def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSumma
                     done += 1
                     if progress:
                         progress(done, len(jobs), audio_s)
+                if req.verify is not None and not stop:
+                    verifier = Verifier(req.verify, req.out_dir)
+                    planned = _planned(ledger, rejected, jobs)
+                    verified_now = verify_records(
+                        verifier, planned, ledger.append, stop, verify_progress
+                    )
         except BrokenProcessPool as exc:
             raise MedasrError(
                 f"a worker process died ({exc}); finished utterances are kept, re-run to resume"
             ) from exc
         finally:
-            records = _compact(ledger, jobs)
+            planned = _planned(ledger, rejected, jobs)
+            records, dropped = partition(planned, req.verify)
+            _compact(ledger, rejected, jobs, records, dropped)
     if stop:
         raise Interrupted(len(records), len(jobs), req.jsonl_path, "utterances")
     if todo and len(failures) == len(todo) and not records:
         first = next(iter(failures.values()))
         raise MedasrError(f"every utterance failed; first error: {first}")
-    return summarise(
+    verify = None
+    if req.verify is not None:
+        verify = count(planned, len(dropped), req.verify, verified_now, req.rejected_path)
+    summary = summarise(
         records,
         failures=failures,
         rendered=len(todo) - len(failures),
@@ -273,29 +315,55 @@ def run_synth(req: SynthRequest, progress: Progress | None = None) -> SynthSumma
         wall_s=time.perf_counter() - started,
         jsonl=req.jsonl_path,
         max_utterance_s=req.max_utterance_s or None,
+        verify=verify,
     )
+    write_summary(summary, req.summary_path)
+    return summary
 
 
-def _compact(ledger: Ledger, jobs: list[Job]) -> list[dict[str, Any]]:
-    """Rewrite the JSONL atomically: one record per id, planned ids first in plan order.
+def _planned(ledger: Ledger, rejected: Ledger | None, jobs: list[Job]) -> list[dict[str, Any]]:
+    """The current record of each planned job that has one, in plan order.
 
+    The utterance JSONL's record wins over the rejected one: it is the newer
+    (a clip dropped earlier and verified again by another model is appended there).
+    """
+    out = []
+    for j in jobs:
+        for source in (ledger, rejected):
+            rec = source.get(j.id) if source is not None else None
+            if rec is not None and rec.get("inputs_hash") == j.inputs_hash:
+                out.append(rec)
+                break
+    return out
+
+
+def _compact(
+    ledger: Ledger,
+    rejected: Ledger | None,
+    jobs: list[Job],
+    kept: list[dict[str, Any]],
+    dropped: list[dict[str, Any]],
+) -> None:
+    """Rewrite both JSONLs atomically: one record per id, planned ids first in plan order.
+
+    ``kept`` and ``dropped`` are the planned records (see :func:`_planned`).
     Records of this plan with another inputs hash (stale) are dropped; records
     of ids outside the plan (another run's) are kept after them, except those
     the plan replaces: a rendition now split (or split differently, or no
-    longer split) drops its old whole record and its old parts.
+    longer split) drops its old whole record and its old parts. The rejected
+    JSONL is written first, so a crash in between lists a clip twice, never nowhere.
     """
-    existing = ledger.records
-    planned = [
-        existing[j.id]
-        for j in jobs
-        if j.id in existing and existing[j.id].get("inputs_hash") == j.inputs_hash
-    ]
     ids = {j.id for j in jobs}
     renditions = {j.group for j in jobs}
-    others = [
-        rec
-        for uid, rec in existing.items()
-        if uid not in ids and _PART_SUFFIX.sub("", uid) not in renditions
-    ]
-    ledger.rewrite(planned + others)  # written even when empty: a shard with no work reports in
-    return planned
+
+    def others(source: Ledger) -> list[dict[str, Any]]:
+        return [
+            rec
+            for uid, rec in source.records.items()
+            if uid not in ids and _PART_SUFFIX.sub("", uid) not in renditions
+        ]
+
+    if rejected is not None and (dropped or rejected.path.is_file()):
+        rejected.rewrite(dropped + others(rejected))
+    # written even when empty: a shard with no work reports in
+    ledger.rewrite(kept + others(ledger))

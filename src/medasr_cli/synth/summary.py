@@ -1,12 +1,17 @@
-"""The end-of-run summary: hours per voice, SNR histogram, peaks, failures, throughput."""
+"""The end-of-run summary: hours per voice, SNR histogram, peaks, failures, throughput, checks."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medasr_cli.core.jsonl import atomic_write
+from medasr_cli.synth.verify import VerifyCounts
 
 SNR_BIN_DB = 2.5
 
@@ -33,6 +38,7 @@ class SynthSummary:
     split_scripts: int = 0  # scripts said in several parts
     parts: int = 0  # utterances that are such parts
     over_limit: int = 0  # utterances longer than the limit when measured (parts or whole)
+    verify: VerifyCounts | None = None  # with --verify-model: verified, flagged, dropped
 
     @property
     def realtime_factor(self) -> float:
@@ -66,6 +72,7 @@ def summarise(
     wall_s: float,
     jsonl: Path,
     max_utterance_s: float | None = None,
+    verify: VerifyCounts | None = None,
 ) -> SynthSummary:
     """Aggregate the final records of a run."""
     by_voice: dict[str, float] = defaultdict(float)
@@ -100,4 +107,13 @@ def summarise(
         split_scripts=len({rec.get("script_id") for rec in parts}),
         parts=len(parts),
         over_limit=len(over),
+        verify=verify,
     )
+
+
+def write_summary(summary: SynthSummary, path: Path) -> None:
+    """Write ``summary`` as JSON (atomically), for scripts and recipes to read."""
+    data = dataclasses.asdict(summary)
+    data["realtime_factor"] = round(summary.realtime_factor, 3)
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(data, indent=2, default=str) + "\n")
