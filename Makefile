@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $(STAMP)
 
 ## The main job on embedded defaults: synthetic data -> tiny model -> eval -> serve.
+## A staged recipe: a re-run skips finished stages; `bash recipes/demo/run.sh --help` for options.
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash recipes/demo/run.sh
 
 ## Lint, types and the whole test suite (slow tests included; gpu tests skip without CUDA).
 ## pytest's exit code 5 (no tests collected) is reported as a failure, not as success.
