@@ -181,3 +181,15 @@ def test_validation_sets_and_checkpoint_selection() -> None:
         parse_validation_sets(["medical=a.jsonl", "medical=b.jsonl"])
     with pytest.raises(InputError, match="name the set"):
         parse_validation_sets(["manifest.jsonl", "x=y.jsonl"])
+
+
+def test_print_config_is_valid_yaml_at_any_terminal_width(tmp_path: Path) -> None:
+    """Long paths are not wrapped at the terminal's width (recipes read this output as YAML)."""
+    import yaml
+
+    deep = tmp_path / ("a-very-long-folder-name-" * 6) / "out"
+    proc = run_cli("train", "--config", "tiny-cpu", "--set", f"exp_manager.exp_dir={deep}",
+                   "--print-config", env=cli_env(COLUMNS="40"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["exp_manager"]["exp_dir"] == str(deep)

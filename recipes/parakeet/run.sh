@@ -237,8 +237,7 @@ if stage_wanted 5 "train: fine-tune $base_model on $nodes node(s) (launcher: $la
   run "${train_cmd[@]}"
   if [ "$dry_run" = true ]; then
     echo "# the merged training config (\`medasr $(quote_cmd "${train_args[@]}") --print-config\`):"
-    # (Rich folds lines at the terminal's width, which breaks YAML with long paths: not here.)
-    COLUMNS=100000 medasr "${train_args[@]}" --print-config
+    medasr "${train_args[@]}" --print-config
   fi
   stage_done 5
 fi

@@ -198,7 +198,8 @@ def train_command(
     if init:
         cfg.arch = None  # an explicit --init wins over a preset's from-scratch architecture
     if print_config:
-        console.print(to_yaml(cfg), highlight=False, markup=False)
+        # soft_wrap: long paths stay on one line at any terminal width (recipes read it as YAML)
+        console.print(to_yaml(cfg), highlight=False, markup=False, soft_wrap=True)
         return
     train, val, tests = _manifests(data, train_manifest, val_manifest, test_manifest)
     from medasr_cli.train.plan import check_dropped
