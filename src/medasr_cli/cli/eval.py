@@ -79,8 +79,18 @@ def eval_command(
         help="terms.txt or lexicon.jsonl: boost these terms in every utterance, as serve does "
         "with a request's keywords[] (for --model).",
     ),
-    terms: Path | None = typer.Option(
-        None, "--terms", help="terms.txt (term[TAB]category) or lexicon.jsonl for term recall."
+    terms: list[Path] = typer.Option(
+        [],
+        "--terms",
+        help="terms.txt (term[TAB]category) or lexicon.jsonl for term recall (repeatable).",
+    ),
+    bundled_terms: bool | None = typer.Option(
+        None,
+        "--bundled-terms/--no-bundled-terms",
+        help="Also measure every term of the bundled vocabulary (about 3,660 drugs, conditions, "
+        "anatomy, procedures, abbreviations) found in the references. Default: on without "
+        "--terms, off with it.",
+        show_default=False,
     ),
     normalize: str = typer.Option(
         "clinical",
@@ -134,7 +144,8 @@ def eval_command(
             api_key=api_key,
             concurrency=concurrency,
             timeout=timeout,
-            terms_path=terms,
+            terms_paths=terms,
+            bundled=bundled_terms,
             normalizer=normalize,
             by=by,
             progress=update,
@@ -172,6 +183,8 @@ def _print_summary(report: EvalReport, show_terms: int) -> None:
         _pct(report.terms.recall), _pct(report.terms.precision), _pct(report.terms.medical_wer),
     )  # fmt: skip
     console.print(table)
+    if report.source.get("terms"):
+        console.print(f"[dim]terms from: {', '.join(map(str, report.source['terms']))}[/]")
     if report.per_category:
         categories = Table(title="terms by category")
         for col in ("category", "expected", "hits", "false +", "recall", "precision", "M-WER"):

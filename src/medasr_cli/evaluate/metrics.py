@@ -19,13 +19,16 @@ import jiwer
 from pydantic import BaseModel, Field
 
 from medasr_cli.core.records import Term
-from medasr_cli.core.text import get_normalizer
+from medasr_cli.core.spoken import spelling_key, with_spoken_forms
+from medasr_cli.core.text import Normalizer, get_normalizer
 from medasr_cli.evaluate.terms import (
+    PatternIndex,
     TermCounts,
     compile_terms,
     match_terms,
     medical_counts,
     term_spans,
+    vocabulary_in,
 )
 
 
@@ -157,20 +160,45 @@ def breakdown_value(metadata: dict[str, Any], field_name: str) -> str:
     return "(none)"
 
 
+def scored_terms(
+    terms: Sequence[Term], vocabulary: Sequence[Term], texts: Sequence[str], norm: Normalizer
+) -> list[Term]:
+    """``terms`` as given, then the ``vocabulary`` terms that can occur in ``texts`` (with
+    their derived spoken forms) and that are not one of ``terms`` under another spelling."""
+    if not vocabulary:
+        return list(terms)
+    keys = {spelling_key(t.text) for t in terms}
+    out = list(terms)
+    for term in vocabulary_in(vocabulary, texts):
+        key = spelling_key(term.text)
+        if key not in keys:
+            keys.add(key)
+            out.append(with_spoken_forms(term, norm))
+    return out
+
+
 def evaluate_pairs(
     pairs: Sequence[Pair],
     *,
     normalizer: str = "clinical",
     terms: Sequence[Term] = (),
+    vocabulary: Sequence[Term] = (),
     by: Sequence[str] = (),
     source: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """Score hypotheses against references with one normaliser for text and terms."""
+    """Score hypotheses against references with one normaliser for text and terms.
+
+    ``terms`` are matched as given (their own spoken forms); ``vocabulary`` is a large list
+    (the bundled one) of which only the terms that occur in the references or hypotheses
+    are matched, each with its derived spoken forms (other spellings, possessives,
+    abbreviation expansions).
+    """
     norm = get_normalizer(normalizer)
     refs = [norm(p.reference) for p in pairs]
     hyps = [norm(p.hypothesis) for p in pairs]
-    patterns = compile_terms(terms, norm)
+    patterns = compile_terms(scored_terms(terms, vocabulary, [*refs, *hyps], norm), norm)
+    index = PatternIndex(patterns)
     category_of = {pat.term: pat.category for pat in patterns}
 
     overall = ErrorCounts()
@@ -189,7 +217,8 @@ def evaluate_pairs(
             chars_out.substitutions + chars_out.deletions + chars_out.insertions
         )  # fmt: skip
         alignment = words_out.alignments[0]
-        matched = match_terms(ref_w, hyp_w, alignment, patterns)
+        active = index.select(ref_w, hyp_w)  # the patterns that can occur here
+        matched = match_terms(ref_w, hyp_w, alignment, active)
         utt_terms = TermCounts()
         utt_cats: dict[str, TermCounts] = defaultdict(TermCounts)
         for term, c in matched.items():
@@ -197,7 +226,7 @@ def evaluate_pairs(
             _add(utt_terms, c, medical=False)
             _add(utt_cats[category_of[term]], c, medical=False)
         # M-WER over the union of the spans, so a word inside two terms counts once.
-        spans = term_spans(ref_w, patterns)
+        spans = term_spans(ref_w, active)
         utt_terms.medical_ref_words, utt_terms.medical_errors = medical_counts(
             (sp for term_sp in spans.values() for sp in term_sp), alignment
         )

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import atomic_write
-from medasr_cli.core.terms import load_terms
+from medasr_cli.core.records import Term
+from medasr_cli.core.terms import BUNDLED_NAME, bundled_terms, load_terms
 from medasr_cli.evaluate.metrics import EvalReport, evaluate_pairs
 from medasr_cli.evaluate.sources import (
     check_audio_exists,
@@ -31,15 +32,25 @@ def run_eval(
     api_key: str | None = None,
     concurrency: int = 4,
     timeout: float = 120.0,
-    terms_path: Path | None = None,
+    terms_paths: Sequence[Path] = (),
+    bundled: bool | None = None,
     normalizer: str = "clinical",
     by: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """Score a manifest: from its ``pred_text``, a NeMo model, or an OpenAI-compatible endpoint."""
+    """Score a manifest: from its ``pred_text``, a NeMo model, or an OpenAI-compatible endpoint.
+
+    Term recall is measured for the terms of ``terms_paths`` and, when ``bundled`` is true
+    (``None``: when no term file is given), for every term of the bundled vocabulary that
+    occurs in the references or hypotheses; ``source.terms`` names what was used.
+    """
     if model and endpoint:
         raise InputError("give either --model or --endpoint, not both")
-    terms = load_terms(terms_path) if terms_path else []
+    terms: list[Term] = []
+    for path in terms_paths:
+        terms += load_terms(path)
+    use_bundled = not terms_paths if bundled is None else bundled
+    vocabulary = bundled_terms() if use_bundled else []
     entries = load_manifest(manifest)
     source: dict[str, object] = {"manifest": str(manifest)}
     if model or endpoint:
@@ -59,9 +70,16 @@ def run_eval(
     else:
         pairs = pairs_from_predictions(manifest, entries)
         source["hypotheses"] = "pred_text"
-    if terms_path:
-        source["terms"] = str(terms_path)
-    return evaluate_pairs(pairs, normalizer=normalizer, terms=terms, by=by, source=source)
+    source["terms"] = term_sources(terms_paths, vocabulary)
+    return evaluate_pairs(
+        pairs, normalizer=normalizer, terms=terms, vocabulary=vocabulary, by=by, source=source
+    )
+
+
+def term_sources(paths: Sequence[Path], vocabulary: Sequence[Term]) -> list[str]:
+    """What the report's ``source.terms`` lists: ``bundled:seed (N terms)`` and each file."""
+    out = [f"bundled:{BUNDLED_NAME} ({len(vocabulary)} terms)"] if vocabulary else []
+    return out + [str(p) for p in paths]
 
 
 def write_report(report: EvalReport, path: Path) -> None:

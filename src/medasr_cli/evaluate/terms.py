@@ -12,16 +12,25 @@ occurrences (the union of the expected n-grams' spans, each word counted once):
 errors are the substitutions and deletions of those words plus the words
 inserted inside a span (between two of its words; an insertion just before or
 after a span does not count), divided by the number of those reference words.
+
+A large vocabulary (the bundled one has thousands of terms) is first narrowed to
+the terms whose words occur in the texts (:func:`vocabulary_in`), and each
+utterance is matched only against the patterns whose first word it contains
+(:class:`PatternIndex`); both only skip work, never change a count.
 """
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from jiwer import AlignmentChunk
 
-from medasr_cli.core.records import Term
+from medasr_cli.core.records import Term, TermCategory
+from medasr_cli.core.spoken import is_abbreviation, spelling_key
 from medasr_cli.core.text import Normalizer
 
 
@@ -59,7 +68,67 @@ def compile_terms(terms: Sequence[Term], normalize: Normalizer) -> list[TermPatt
     return patterns
 
 
-def _ref_to_hyp(
+class PatternIndex:
+    """Patterns by the first word of each variant, to match an utterance only against those
+    that can occur in it."""
+
+    def __init__(self, patterns: Sequence[TermPattern]) -> None:
+        self.patterns = list(patterns)
+        self._by_first: dict[str, set[int]] = defaultdict(set)
+        for i, pat in enumerate(self.patterns):
+            for variant in pat.variants:
+                self._by_first[variant[0]].add(i)
+
+    def select(self, *token_lists: Sequence[str]) -> list[TermPattern]:
+        """The patterns with a variant starting at some word of ``token_lists``, in order."""
+        hits: set[int] = set()
+        for tokens in token_lists:
+            for word in set(tokens):
+                hits |= self._by_first.get(word, set())
+        return [self.patterns[i] for i in sorted(hits)]
+
+
+# Spelled numbers: the normalisers write them as digits, so a term's "two" is no evidence.
+_NUMBER_WORDS = frozenset(
+    ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+     "twelve", "first", "second", "third")
+)  # fmt: skip
+
+
+@lru_cache(maxsize=65536)
+def _key(word: str) -> str:
+    return spelling_key(word)
+
+
+@lru_cache(maxsize=65536)
+def _key_words(text: str) -> tuple[str, ...]:
+    """The words of ``text`` (spelling key: American, no diacritics or possessive 's) that
+    must all occur for it to match; short words and spelled numbers are left out."""
+    words = re.findall(r"[a-z]+", spelling_key(text))
+    return tuple(w for w in words if len(w) > 2 and w not in _NUMBER_WORDS)
+
+
+def vocabulary_in(terms: Iterable[Term], texts: Iterable[str]) -> list[Term]:
+    """The terms of a large vocabulary that can occur in ``texts`` (normalised text).
+
+    A term is kept when each of its words occurs in the texts under its spelling key
+    (so "haematoma" is kept for "hematoma", "Crohn's disease" for "crohn is disease" and
+    "crohns disease"),
+    and always when it is an abbreviation, whose spoken forms share no word with it
+    ("b.i.d." and "twice daily"). This is a cheap superset: matching decides.
+    """
+    seen = {_key(w) for text in texts for w in set(text.split())}
+    seen |= {w[:-1] for w in seen if w.endswith("s")}  # "crohns": a possessive written bare
+    kept = []
+    for term in terms:
+        words = _key_words(term.text)
+        abbreviation = term.category is TermCategory.abbreviation or is_abbreviation(term.text)
+        if abbreviation or all(w in seen for w in words):
+            kept.append(term)
+    return kept
+
+
+def ref_to_hyp(
     alignment: Sequence[AlignmentChunk], n_ref: int
 ) -> tuple[list[int | None], list[bool]]:
     """For each reference word: the aligned hypothesis index (None if deleted), and whether equal."""
@@ -73,7 +142,7 @@ def _ref_to_hyp(
     return mapping, equal
 
 
-def _heard_as(hyp: Sequence[str], r2h: Sequence[int | None], i: int, n: int) -> str:
+def heard_as(hyp: Sequence[str], r2h: Sequence[int | None], i: int, n: int) -> str:
     """The hypothesis words between the aligned neighbours of reference span ``[i, i+n)``."""
     before = [j for j in r2h[:i] if j is not None]
     after = [j for j in r2h[i + n :] if j is not None]
@@ -120,7 +189,7 @@ def match_terms(
     patterns: Sequence[TermPattern],
 ) -> dict[str, TermCounts]:
     """Count expected/hit/false-positive and the M-WER counts per term for one utterance."""
-    r2h, equal = _ref_to_hyp(alignment, len(ref))
+    r2h, equal = ref_to_hyp(alignment, len(ref))
     spans = term_spans(ref, patterns)
     out: dict[str, TermCounts] = {}
     for pat in patterns:
@@ -137,7 +206,7 @@ def match_terms(
                 counts.hits += 1
                 hit_spans.add(start)
             else:
-                counts.missed_as.append(_heard_as(hyp, r2h, i, n))
+                counts.missed_as.append(heard_as(hyp, r2h, i, n))
         if pat.term in spans:
             counts.medical_ref_words, counts.medical_errors = medical_counts(
                 spans[pat.term], alignment

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,46 +18,31 @@ from pydantic import ValidationError
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.core.jsonl import check_input_file, format_validation_error
-from medasr_cli.core.records import Term, TermCategory
-from medasr_cli.core.terms import load_terms
+from medasr_cli.core.records import Term
+from medasr_cli.core.terms import (
+    BUNDLED_NAME,
+    bundled_rows,
+    bundled_terms,
+    category_of,
+    load_terms,
+)
 from medasr_cli.evaluate.metrics import EvalReport
 
 log = logging.getLogger(__name__)
 
-SEED_SOURCE = "seed"
+SEED_SOURCE = BUNDLED_NAME
 
 
 def _data_file(name: str) -> str:
     return resources.files("medasr_cli").joinpath("data", "lexicon", name).read_text("utf-8")
 
 
-def _category(value: str | None) -> TermCategory:
-    try:
-        return TermCategory((value or "other").strip().lower())
-    except ValueError:
-        return TermCategory.other
-
-
-@lru_cache(maxsize=1)
-def _seed_rows() -> tuple[tuple[str, str, str], ...]:
-    rows = []
-    for line in _data_file("seed_terms.tsv").splitlines():
-        if line and not line.startswith("#"):
-            text, category, origin = [*line.split("\t"), "", ""][:3]
-            rows.append((text, category, origin))
-    return tuple(rows)
+_seed_rows = bundled_rows  # the rows' cache, cleared by tests that check offline loading
 
 
 def load_seed() -> list[Term]:
-    """The bundled offline seed vocabulary (drugs, conditions, anatomy, procedures, abbreviations).
-
-    ``source`` is ``seed:<origin>`` (``drugbank-open``, ``icd10cm`` or ``curated``) so
-    that each term's provenance stays visible in ``lexicon.jsonl``.
-    """
-    return [
-        Term(text=text, category=_category(category), source=f"{SEED_SOURCE}:{origin}")
-        for text, category, origin in _seed_rows()
-    ]
+    """The bundled offline seed vocabulary (see :func:`medasr_cli.core.terms.bundled_terms`)."""
+    return bundled_terms()
 
 
 @lru_cache(maxsize=1)
@@ -124,10 +109,11 @@ class MeasuredTerm:
     expected: int
     hits: int
     recall: float | None
+    missed_as: list[str] = field(default_factory=list)  # what the model wrote instead
 
 
-def load_eval_report(path: Path) -> tuple[str, list[MeasuredTerm]]:
-    """The normaliser name and per-term recall rows of a ``medasr eval --report`` JSON file."""
+def read_eval_report(path: Path) -> EvalReport:
+    """A ``medasr eval --report`` JSON file; one clear line for a file of another shape."""
     p = check_input_file(path, "eval report")
     text = _read_text(p)
     try:
@@ -137,25 +123,36 @@ def load_eval_report(path: Path) -> tuple[str, list[MeasuredTerm]]:
     if not isinstance(data, dict):
         raise InputError(f"{p}: not a medasr eval report (expected a JSON object)")
     try:
-        report = EvalReport.model_validate(data)
+        return EvalReport.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"{p}: not a medasr eval report ({format_validation_error(exc)})") from exc
-    rows = [r for r in report.per_term if r.term]
-    if not rows:
-        raise InputError(f"{p}: the report has no per-term results (run eval with --terms)")
-    measured = [
+
+
+def measured_terms(report: EvalReport, name: str) -> list[MeasuredTerm]:
+    """The report's per-term recall rows (source ``eval:<name>``)."""
+    return [
         MeasuredTerm(
             term=Term(
                 text=str(r.term),
-                category=_category(r.category),
-                source=f"eval:{p.name}",
+                category=category_of(r.category),
+                source=f"eval:{name}",
                 prior_recall=r.recall,
             ),
             expected=r.expected,
             hits=r.hits,
             recall=r.recall,
+            missed_as=list(r.missed_as),
         )
-        for r in rows
+        for r in report.per_term
+        if r.term
     ]
-    log.debug("%s: %d per-term rows", p, len(measured))
+
+
+def load_eval_report(path: Path) -> tuple[str, list[MeasuredTerm]]:
+    """The normaliser name and per-term recall rows of a ``medasr eval --report`` JSON file."""
+    report = read_eval_report(path)
+    measured = measured_terms(report, Path(path).name)
+    if not measured:
+        raise InputError(f"{path}: the report has no per-term results (run eval with --terms)")
+    log.debug("%s: %d per-term rows", path, len(measured))
     return report.normalizer, measured
