@@ -31,6 +31,8 @@ class Term(BaseModel):
     category: TermCategory = TermCategory.other
     spoken_forms: list[str] = Field(default_factory=list)
     pronunciation: str | None = None
+    # who made ``pronunciation`` when a person should review it: ``llm:<model>``; None otherwise
+    pronunciation_source: str | None = None
     source: str = "user"
     prior_recall: float | None = None
 

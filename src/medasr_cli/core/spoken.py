@@ -247,3 +247,46 @@ def drop_stress_marks(text: str) -> str:
         text,
     )
 
+
+RESPELLING_CONVENTION = (
+    "syllables joined by hyphens, the stressed syllable in capitals, plain letters a-z, "
+    "words separated by spaces (metoprolol -> meh-TOH-pruh-lol)"
+)
+MAX_RESPELLING = 120
+
+
+def check_respelling(value: str, term: str | None = None) -> str:
+    """``value`` as a TTS respelling in the project's convention, or ValueError saying why.
+
+    The convention of ``data/lexicon/pronunciations.tsv`` (:data:`RESPELLING_CONVENTION`):
+    one line of ASCII letters, hyphens and spaces; each syllable all lower case or all
+    capitals; a word of several syllables has its stress marked as :func:`respelling_stress`
+    reads it (so ``synth`` can stress it). For checking the answers of an LLM (``lexicon
+    --respell llm``) before they reach ``lexicon.jsonl``. Spaces are collapsed; ``term``
+    itself (no hyphen, lower case) is refused as no respelling at all.
+    """
+    if "\n" in value.strip() or "\r" in value:
+        raise ValueError("more than one line")
+    text = " ".join(value.split())
+    if not text:
+        raise ValueError("empty respelling")
+    if len(text) > MAX_RESPELLING:
+        raise ValueError(f"longer than {MAX_RESPELLING} characters")
+    for word in text.split(" "):
+        for syllable in word.split("-"):
+            if not syllable:
+                raise ValueError(f"'{word}': an empty syllable (hyphens at an edge or doubled)")
+            if not (syllable.isascii() and syllable.isalpha()):
+                raise ValueError(f"'{word}': only letters a-z, hyphens and spaces are allowed")
+            if not (syllable.islower() or syllable.isupper()):
+                raise ValueError(
+                    f"'{syllable}': a syllable is all lower case, or all capitals when stressed"
+                )
+        if "-" in word and respelling_stress(word) is None:
+            raise ValueError(
+                f"'{word}': mark the stressed syllable in capitals (two letters or more), "
+                "not every one"
+            )
+    if term is not None and "-" not in text and text == term.lower():
+        raise ValueError("the term as written, not a respelling")
+    return text

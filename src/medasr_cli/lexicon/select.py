@@ -63,6 +63,7 @@ def _add(merged: dict[str, Candidate], term: Term, from_eval: bool = False) -> C
             update["spoken_forms"] = forms
         if cand.term.pronunciation is None and term.pronunciation:
             update["pronunciation"] = term.pronunciation
+            update["pronunciation_source"] = term.pronunciation_source
         if term.source not in cand.term.source.split("+"):
             update["source"] = f"{cand.term.source}+{term.source}"
         if update:

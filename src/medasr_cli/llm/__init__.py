@@ -11,9 +11,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medasr_cli.core.errors import InputError
 from medasr_cli.llm.base import DictationRequest, Outcome, ScriptBackend
+
+if TYPE_CHECKING:
+    from medasr_cli.llm.openai_chat import ChatOptions
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,17 @@ def _template(config: BackendOptions) -> ScriptBackend:
     return TemplateBackend()
 
 
-def _openai(config: BackendOptions) -> ScriptBackend:
-    from medasr_cli.core.urls import openai_base_url
-    from medasr_cli.llm.openai_chat import ChatOptions, OpenAIChatBackend
-    from medasr_cli.llm.prompts import load_prompt
+def chat_options(config: BackendOptions, used_by: str = "--backend openai") -> ChatOptions:
+    """Validated options of an OpenAI-compatible chat endpoint; one clear error for a bad one.
 
-    prompt = load_prompt(config.prompt_file)  # validate before anything else
+    Shared by ``script --backend openai`` and ``lexicon --respell llm`` (``used_by`` names
+    the option in the error line).
+    """
+    from medasr_cli.core.urls import openai_base_url
+    from medasr_cli.llm.openai_chat import ChatOptions
+
     if not config.model:
-        raise InputError("--model is required with --backend openai")
+        raise InputError(f"--model is required with {used_by}")
     base_url = openai_base_url(config.base_url, "--base-url") if config.base_url else None
     api_key = os.environ.get(config.api_key_env, "").strip()
     if not api_key:
@@ -63,7 +70,7 @@ def _openai(config: BackendOptions) -> ScriptBackend:
         raise InputError("--concurrency and --max-attempts must be >= 1, --retries >= 0")
     if config.timeout <= 0:
         raise InputError("--timeout: must be positive")
-    options = ChatOptions(
+    return ChatOptions(
         base_url=base_url,
         model=config.model,
         api_key=api_key,
@@ -75,7 +82,14 @@ def _openai(config: BackendOptions) -> ScriptBackend:
         backoff=config.backoff,
         json_mode=config.json_mode,
     )
-    return OpenAIChatBackend(options, prompt)
+
+
+def _openai(config: BackendOptions) -> ScriptBackend:
+    from medasr_cli.llm.openai_chat import OpenAIChatBackend
+    from medasr_cli.llm.prompts import load_prompt
+
+    prompt = load_prompt(config.prompt_file)  # validate before anything else
+    return OpenAIChatBackend(chat_options(config), prompt)
 
 
 BACKENDS: dict[str, BackendFactory] = {
@@ -98,5 +112,6 @@ __all__ = [
     "DictationRequest",
     "Outcome",
     "ScriptBackend",
+    "chat_options",
     "create_backend",
 ]

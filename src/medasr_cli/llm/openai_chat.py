@@ -19,10 +19,10 @@ import logging
 import random
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,7 +62,7 @@ class Reply(BaseModel):
     terms_used: list[str] = Field(default_factory=list)
 
 
-class _TransportFailure(Exception):
+class TransportFailure(Exception):
     """A call that still failed after all transport retries (reported, not fatal)."""
 
 
@@ -93,16 +93,18 @@ def parse_reply(content: str | None) -> str:
         raise ValueError(f"reply field '{where}': {first['msg']}") from exc
 
 
-class OpenAIChatBackend:
-    """Dictations from a chat model, ``concurrency`` requests at a time."""
+class ChatClient:
+    """One OpenAI-compatible chat endpoint with this module's transport policy.
 
-    name = "openai"
+    Shared by the dictation backend and ``lexicon --respell llm``, so both retry,
+    back off and stop on a fatal error the same way. Thread-safe: workers of a pool
+    call :meth:`complete` at once; the first fatal error stops the others' retries.
+    """
 
-    def __init__(self, options: ChatOptions, prompt: PromptTemplate) -> None:
+    def __init__(self, options: ChatOptions) -> None:
         import openai
 
         self.options = options
-        self.prompt = prompt
         self._openai = openai
         self._client = openai.OpenAI(
             base_url=options.base_url,
@@ -110,30 +112,109 @@ class OpenAIChatBackend:
             timeout=options.timeout,
             max_retries=0,
         )
-        self._where = str(self._client.base_url).rstrip("/")
+        self.where = str(self._client.base_url).rstrip("/")
         self._jitter = random.Random()
-        self._abort = threading.Event()  # set on a fatal error: other workers stop retrying
-
-    def generate(self, requests: Sequence[DictationRequest]) -> Iterator[Outcome]:
-        """Yield outcomes as they finish; a fatal endpoint error stops the whole batch."""
-        if not requests:
-            return
-        pool = ThreadPoolExecutor(max_workers=max(1, self.options.concurrency))
-        try:
-            pending: set[Future[Outcome]] = {pool.submit(self._one, r) for r in requests}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                if self._abort.is_set():  # a worker hit a fatal error: raise it, yield nothing
-                    wait(pending)
-                    _raise_first_error([*done, *pending])
-                for fut in done:
-                    yield fut.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self.abort = threading.Event()  # set on a fatal error: other workers stop retrying
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+    def complete(self, messages: list[dict[str, Any]], seed: int) -> str | None:
+        """One chat completion with transport retries; fatal errors raise InputError and
+        a call that still fails after the retries raises :class:`TransportFailure`."""
+        oa = self._openai
+        opts = self.options
+        extra: dict[str, Any] = (
+            {"response_format": {"type": "json_object"}} if opts.json_mode else {}
+        )
+        last = ""
+        for retry in range(opts.retries + 1):
+            if self.abort.is_set():
+                raise TransportFailure("stopped after a fatal endpoint error")
+            wait_s: float | None = None
+            try:
+                resp = self._client.chat.completions.create(
+                    model=opts.model, messages=messages, temperature=opts.temperature,  # type: ignore[arg-type]
+                    seed=seed, **extra,
+                )  # fmt: skip
+                return resp.choices[0].message.content if resp.choices else None
+            except oa.APITimeoutError:
+                last = f"timed out after {opts.timeout:g} s"
+            except oa.APIConnectionError as exc:
+                last = f"connection failed ({exc.__cause__ or exc})"
+                if retry == opts.retries:
+                    self._fatal(f"cannot reach the LLM endpoint {self.where}: {last}", exc)
+            except (oa.AuthenticationError, oa.PermissionDeniedError) as exc:
+                msg = f"{self.where}: the endpoint rejected the API key (HTTP {exc.status_code})"
+                self._fatal(msg, exc)
+            except oa.NotFoundError as exc:
+                msg = f"{self.where}: model '{opts.model}' or the chat endpoint was not found (HTTP 404)"
+                self._fatal(msg, exc)
+            except oa.APIStatusError as exc:
+                if exc.status_code != 429 and exc.status_code < 500:
+                    raise TransportFailure(f"HTTP {exc.status_code}: {exc.message}") from exc
+                last = f"HTTP {exc.status_code}"
+                wait_s = _retry_after(exc.response.headers.get("retry-after"))
+            if retry < opts.retries:
+                delay = (
+                    min(opts.max_backoff, wait_s) if wait_s is not None else self._backoff(retry)
+                )
+                log.debug("retrying in %.2f s: %s", delay, last)
+                self.abort.wait(delay)
+        raise TransportFailure(f"{last} ({opts.retries + 1} tries)")
+
+    def _fatal(self, message: str, exc: Exception) -> NoReturn:
+        self.abort.set()
+        raise InputError(message) from exc
+
+    def _backoff(self, retry: int) -> float:
+        base = min(self.options.max_backoff, self.options.backoff * (2**retry))
+        return base * (0.5 + self._jitter.random() / 2)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_pool(
+    client: ChatClient, work: Callable[[T], R], items: Sequence[T], concurrency: int
+) -> Iterator[R]:
+    """Yield ``work(item)`` for each item as it finishes, ``concurrency`` at a time; a fatal
+    endpoint error (``client.abort`` set) stops the batch and is raised, nothing more yielded."""
+    if not items:
+        return
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        pending: set[Future[R]] = {pool.submit(work, item) for item in items}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            if client.abort.is_set():  # a worker hit a fatal error: raise it, yield nothing
+                wait(pending)
+                _raise_first_error([*done, *pending])
+            for fut in done:
+                yield fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class OpenAIChatBackend:
+    """Dictations from a chat model, ``concurrency`` requests at a time."""
+
+    name = "openai"
+
+    def __init__(self, options: ChatOptions, prompt: PromptTemplate) -> None:
+        self.options = options
+        self.prompt = prompt
+        self.client = ChatClient(options)
+
+    def generate(self, requests: Sequence[DictationRequest]) -> Iterator[Outcome]:
+        """Yield outcomes as they finish; a fatal endpoint error stops the whole batch."""
+        yield from run_pool(self.client, self._one, requests, self.options.concurrency)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.client.close()
 
     def _one(self, req: DictationRequest) -> Outcome:
         messages: list[dict[str, Any]] = self.prompt.messages(req)
@@ -141,9 +222,9 @@ class OpenAIChatBackend:
         for attempt in range(1, self.options.max_attempts + 1):
             seed = request_seed(req, attempt)
             try:
-                content = self._call(messages, seed)
+                content = self.client.complete(messages, seed)
                 text = parse_reply(content)
-            except (_TransportFailure, ValueError) as exc:
+            except (TransportFailure, ValueError) as exc:
                 problem = str(exc)
             else:
                 missing = missing_terms(text, req.terms)
@@ -171,59 +252,8 @@ class OpenAIChatBackend:
             run_seed=req.seed,
         )
 
-    def _call(self, messages: list[dict[str, Any]], seed: int) -> str | None:
-        """One chat completion with transport retries; fatal errors raise InputError."""
-        oa = self._openai
-        opts = self.options
-        extra: dict[str, Any] = (
-            {"response_format": {"type": "json_object"}} if opts.json_mode else {}
-        )
-        last = ""
-        for retry in range(opts.retries + 1):
-            if self._abort.is_set():
-                raise _TransportFailure("stopped after a fatal endpoint error")
-            wait_s: float | None = None
-            try:
-                resp = self._client.chat.completions.create(
-                    model=opts.model, messages=messages, temperature=opts.temperature,  # type: ignore[arg-type]
-                    seed=seed, **extra,
-                )  # fmt: skip
-                return resp.choices[0].message.content if resp.choices else None
-            except oa.APITimeoutError:
-                last = f"timed out after {opts.timeout:g} s"
-            except oa.APIConnectionError as exc:
-                last = f"connection failed ({exc.__cause__ or exc})"
-                if retry == opts.retries:
-                    self._fatal(f"cannot reach the LLM endpoint {self._where}: {last}", exc)
-            except (oa.AuthenticationError, oa.PermissionDeniedError) as exc:
-                msg = f"{self._where}: the endpoint rejected the API key (HTTP {exc.status_code})"
-                self._fatal(msg, exc)
-            except oa.NotFoundError as exc:
-                msg = f"{self._where}: model '{opts.model}' or the chat endpoint was not found (HTTP 404)"
-                self._fatal(msg, exc)
-            except oa.APIStatusError as exc:
-                if exc.status_code != 429 and exc.status_code < 500:
-                    raise _TransportFailure(f"HTTP {exc.status_code}: {exc.message}") from exc
-                last = f"HTTP {exc.status_code}"
-                wait_s = _retry_after(exc.response.headers.get("retry-after"))
-            if retry < opts.retries:
-                delay = (
-                    min(opts.max_backoff, wait_s) if wait_s is not None else self._backoff(retry)
-                )
-                log.debug("retrying in %.2f s: %s", delay, last)
-                self._abort.wait(delay)
-        raise _TransportFailure(f"{last} ({opts.retries + 1} tries)")
 
-    def _fatal(self, message: str, exc: Exception) -> NoReturn:
-        self._abort.set()
-        raise InputError(message) from exc
-
-    def _backoff(self, retry: int) -> float:
-        base = min(self.options.max_backoff, self.options.backoff * (2**retry))
-        return base * (0.5 + self._jitter.random() / 2)
-
-
-def _raise_first_error(futures: Sequence[Future[Outcome]]) -> None:
+def _raise_first_error(futures: Sequence[Future[Any]]) -> None:
     for fut in futures:
         exc = fut.exception()
         if exc is not None:

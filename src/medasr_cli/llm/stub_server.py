@@ -3,8 +3,10 @@
 For tests, benchmarks and offline demos of ``medasr script --backend openai``:
 it answers ``POST /v1/chat/completions`` (and ``GET /v1/models``) like an LLM
 endpoint. By default the reply is a template dictation for the target terms
-it finds in the prompt; a custom ``responder`` decides the status, body and
-delay of each reply, so tests can inject malformed JSON, 429s and slow replies.
+it finds in the prompt, or, for the respelling prompt of ``lexicon --respell llm``,
+a deterministic respelling of the term (:func:`naive_respelling`); a custom
+``responder`` decides the status, body and delay of each reply, so tests can
+inject malformed JSON, 429s and slow replies.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class StubReply:
 
 Responder = Callable[[dict[str, Any]], StubReply]
 _TERM_LINE = re.compile(r'^- "(?P<text>[^"]+)" \((?P<cat>[a-z]+)', re.MULTILINE)
+_RESPELL_TERM = re.compile(r'^Term: "(?P<text>[^"]+)" \((?P<cat>[a-z]+)\)', re.MULTILINE)
+_SYLLABLE = re.compile(r"[^aeiouy]*[aeiouy]+(?:[^aeiouy]+$)?")
 
 
 def prompt_text(body: dict[str, Any]) -> str:
@@ -52,9 +56,36 @@ def prompt_terms(body: dict[str, Any]) -> list[Term]:
     return out
 
 
+def respell_term(body: dict[str, Any]) -> str | None:
+    """The term a respelling prompt asks about (None for another prompt)."""
+    from medasr_cli.llm.respell import PROMPT_MARK
+
+    text = prompt_text(body)
+    m = _RESPELL_TERM.search(text)
+    return m.group("text") if m and PROMPT_MARK in text else None
+
+
+def naive_respelling(term: str) -> str:
+    """A deterministic respelling in the project's convention: each word cut after its vowel
+    groups, the second-last syllable stressed ("metoprolol" -> "me-to-PRO-lol"; a stressed
+    syllable has two letters or more, so "ulna" -> "u-LNA")."""
+    out = []
+    for word in re.findall(r"[a-z]+", term.lower()):
+        syllables = _SYLLABLE.findall(word) or [word]
+        stress = max(0, len(syllables) - 2)
+        if len(syllables[stress]) < 2 and len(syllables) > 1:  # "U-lna": stress "lna" instead
+            stress = stress + 1
+        out.append("-".join(s.upper() if i == stress else s for i, s in enumerate(syllables)))
+    return " ".join(out)
+
+
 def template_responder(body: dict[str, Any]) -> StubReply:
-    """A good reply: a template dictation that uses every listed term."""
+    """A good reply: a template dictation that uses every listed term, or a respelling."""
     from medasr_cli.llm.base import DictationRequest
+
+    asked = respell_term(body)
+    if asked is not None:
+        return StubReply(content=json.dumps({"term": asked, "respelling": naive_respelling(asked)}))
     from medasr_cli.llm.template import compose
 
     terms = tuple(prompt_terms(body)) or (Term(text="auscultation"),)
