@@ -9,14 +9,17 @@ of espeak-ng clips (16 kHz WAV):
   ``--batch-size``, in this process;
 * ``server_batched``: ``medasr serve --max-batch-size N`` in its own process,
   ``--clients`` concurrent HTTP clients posting the WAV files;
-* ``server_batch1``: the same with batching off (``--max-batch-size 1``).
+* ``server_batch1``: the same with batching off (``--max-batch-size 1``);
+* ``model_alone_batch1``: the model alone in batches of one, so that
+  ``model_alone_batched_vs_batch1`` in the summary shows how much batching can
+  gain on this device at all (the ceiling of ``batched_vs_batch1``).
 
 RTFx = seconds of audio transcribed per wall-clock second. Beside it,
 ``tokens_per_audio_s``: tokens of the transcripts (the model's own tokenizer)
 per second of audio. An untrained model's decoding cost depends on how much it
-emits, so this says whether two runs' models did the same work. The three are
+emits, so this says whether two runs' models did the same work. The four are
 measured in interleaved rounds (both servers stay up; one runs at a time) and
-the median is reported, so a shared machine's drifting load hits all three
+the median is reported, so a shared machine's drifting load hits all four
 alike. The server lines carry p50/p95 request latency, the mean batch size
 (from the server's ``/metrics``), the server's and the clients' CPU seconds.
 The summary line compares them with the targets (server batched >= 0.8x the
@@ -182,20 +185,28 @@ def summarise(name: str, rounds: list[dict[str, Any]], extra: dict[str, Any]) ->
 
 
 def run_rounds(
-    alone: ModelAlone, model_path: Path, clips: list[Path], args: argparse.Namespace
+    runner: ModelRunner, model_path: Path, clips: list[Path], args: argparse.Namespace
 ) -> None:
-    """Interleave the three measurements round by round, so drifting machine load hits all alike."""
+    """Interleave the four measurements round by round, so drifting machine load hits all alike."""
+    alone = ModelAlone(runner, clips, args.repeat, args.batch_size)
+    alone1 = ModelAlone(runner, clips, args.repeat, 1)
     ports = {"batched": args.port, "batch1": args.port + 1}
     procs = {
         "batched": start_server(model_path, ports["batched"], args.batch_size, args),
         "batch1": start_server(model_path, ports["batch1"], 1, args),
     }
-    rounds: dict[str, list[dict[str, Any]]] = {"alone": [], "batched": [], "batch1": []}
+    rounds: dict[str, list[dict[str, Any]]] = {
+        "alone": [],
+        "alone1": [],
+        "batched": [],
+        "batch1": [],
+    }
     try:
         for key in ("batched", "batch1"):  # warm both servers
             load(f"http://127.0.0.1:{ports[key]}/v1/audio/transcriptions", clips, args.clients, 1)
         for _ in range(args.rounds):
             rounds["alone"].append(alone.run())
+            rounds["alone1"].append(alone1.run())
             rounds["batched"].append(server_round(ports["batched"], clips, args))
             rounds["batch1"].append(server_round(ports["batch1"], clips, args))
     finally:
@@ -205,9 +216,11 @@ def run_rounds(
         r["tokens_per_audio_s"] = count_tokens(alone.runner.tokenize, r["texts"]) / r["audio_s"]
     ref = rounds["alone"][0]["texts"]
     same = {k: float(np.mean([t == u for r in rounds[k] for t, u in zip(r["texts"], ref, strict=True)]))
-            for k in ("batched", "batch1")}  # fmt: skip
+            for k in ("alone1", "batched", "batch1")}  # fmt: skip
     shared = {"clients": args.clients, "requests_per_round": len(alone.items)}
     emit(summarise("model_alone", rounds["alone"], {"batch_size": args.batch_size}))
+    emit(summarise("model_alone_batch1", rounds["alone1"], {"batch_size": 1,
+                   "same_text_as_model_alone": round(same["alone1"], 3)}))  # fmt: skip
     emit(summarise("server_batched", rounds["batched"], {"max_batch_size": args.batch_size,
                    **shared, "same_text_as_model_alone": round(same["batched"], 3)}))  # fmt: skip
     emit(summarise("server_batch1", rounds["batch1"], {"max_batch_size": 1, **shared,
@@ -218,9 +231,13 @@ def run_rounds(
     vs_b1 = [
         b["rtfx"] / s["rtfx"] for b, s in zip(rounds["batched"], rounds["batch1"], strict=True)
     ]
+    model_b1 = [
+        a["rtfx"] / s["rtfx"] for a, s in zip(rounds["alone"], rounds["alone1"], strict=True)
+    ]
     med_alone, med_b1 = float(np.median(vs_alone)), float(np.median(vs_b1))
     emit({"bench": "summary", "server_vs_model_alone": round(med_alone, 2),
           "batched_vs_batch1": round(med_b1, 2),
+          "model_alone_batched_vs_batch1": round(float(np.median(model_b1)), 2),
           "server_vs_model_alone_rounds": [round(x, 2) for x in vs_alone],
           "batched_vs_batch1_rounds": [round(x, 2) for x in vs_b1],
           "targets_met": med_alone >= 0.8 and med_b1 >= 2.0})  # fmt: skip
@@ -355,9 +372,7 @@ def main() -> None:
               "full_attention_s": args.full_attention_s,
               "max_single_pass_s": args.max_single_pass_s})  # fmt: skip
         if args.rounds > 0:
-            run_rounds(
-                ModelAlone(runner, clips, args.repeat, args.batch_size), model_path, clips, args
-            )
+            run_rounds(runner, model_path, clips, args)
         if args.long:
             run_long(model_path, clips, folder, runner.tokenize, args)
 
