@@ -306,7 +306,7 @@ def main() -> None:
     )
     ap.add_argument("--clips", type=int, default=16, help="distinct espeak clips")
     ap.add_argument("--sentences", default="1-1", help="sentences per clip, MIN-MAX: 1-1 = short "
-                    "requests (~3-6 s), 2-4 = dictations of ~6-15 s")  # fmt: skip
+                    "requests (~3-6 s), 2-4 = dictations of ~8-18 s")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=16, help="requests per clip and round")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument(
