@@ -71,8 +71,8 @@ def request_seed(req: DictationRequest, attempt: int) -> int:
     return stable_hash(f"{req.seed}|{req.id}|{req.variant}|{attempt}", bits=31)
 
 
-def parse_reply(content: str | None) -> str:
-    """The dictation text of a reply, or ValueError saying what is wrong with it."""
+def json_reply(content: str | None) -> dict[str, Any]:
+    """The JSON object of a chat reply (a ```json fence allowed), or ValueError saying why not."""
     if not content or not content.strip():
         raise ValueError("empty reply")
     body = content.strip()
@@ -85,6 +85,12 @@ def parse_reply(content: str | None) -> str:
         raise ValueError(f"reply is not valid JSON ({exc.msg})") from exc
     if not isinstance(data, dict):
         raise ValueError("reply is not a JSON object")
+    return data
+
+
+def parse_reply(content: str | None) -> str:
+    """The dictation text of a reply, or ValueError saying what is wrong with it."""
+    data = json_reply(content)
     try:
         return " ".join(Reply.model_validate(data).dictation.split())
     except ValidationError as exc:

@@ -11,9 +11,7 @@ the same as ``script --backend openai``.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -23,7 +21,13 @@ from typing import Any
 from medasr_cli.core.records import Term
 from medasr_cli.core.shard import stable_hash, stable_hex
 from medasr_cli.core.spoken import check_respelling
-from medasr_cli.llm.openai_chat import ChatClient, ChatOptions, TransportFailure, run_pool
+from medasr_cli.llm.openai_chat import (
+    ChatClient,
+    ChatOptions,
+    TransportFailure,
+    json_reply,
+    run_pool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +81,8 @@ def load_respell_prompt() -> RespellPrompt:
 
 def parse_respelling(content: str | None, term: str) -> str:
     """The respelling in a reply, checked against the convention; ValueError says what is wrong."""
-    if not content or not content.strip():
-        raise ValueError("empty reply")
-    body = content.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"reply is not valid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("respelling"), str):
+    data = json_reply(content)
+    if not isinstance(data.get("respelling"), str):
         raise ValueError("reply has no 'respelling' string")
     return check_respelling(data["respelling"], term)
 
