@@ -648,3 +648,18 @@ def test_freeze_and_architectures(tiny_model: Path) -> None:
     assert all(p.requires_grad for p in model.joint.parameters())
     with pytest.raises(InputError, match="the encoder has 2"):
         freeze(model, 5, False)
+
+
+def test_a_tokenizer_from_scratch_can_write_every_letter_and_digit(tmp_path: Path) -> None:
+    """A base model built from scratch is later fine-tuned on new words: with room in its
+    vocabulary its tokenizer covers A-Z, a-z and 0-9 even when its first corpus did not."""
+    import sentencepiece as spm
+
+    from medasr_cli.train.arch import BASIC_CHARACTERS, tokenizer_corpus, train_tokenizer
+
+    texts = ["keep nil by mouth", "chest clear", "review in clinic"] * 20
+    assert tokenizer_corpus(texts, 64) == texts  # the tiny model's vocabulary: unchanged
+    tok = train_tokenizer(tokenizer_corpus(texts, 128), tmp_path / "tok", 128)
+    sp = spm.SentencePieceProcessor(model_file=str(tok / "tokenizer.model"))
+    for ch in BASIC_CHARACTERS:
+        assert sp.unk_id() not in sp.encode(f"Q{ch}x"), ch

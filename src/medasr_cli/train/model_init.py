@@ -9,7 +9,7 @@ from typing import Any
 
 from medasr_cli.core.asr_model import load_asr_model
 from medasr_cli.core.errors import InputError
-from medasr_cli.train.arch import build_model_config, train_tokenizer
+from medasr_cli.train.arch import build_model_config, tokenizer_corpus, train_tokenizer
 from medasr_cli.train.dist import barrier, dist_env, local_rank_zero_first
 from medasr_cli.train.plan import scheduler_config
 from medasr_cli.train.tdt_loss import swap_in_vectorized_tdt
@@ -39,7 +39,7 @@ def build_from_scratch(cfg: Any, texts: list[str], out_dir: Path) -> Any:
 
     tok_dir = out_dir / "tokenizer"
     if dist_env().is_global_zero:
-        train_tokenizer(texts, tok_dir, int(cfg.vocab_size))
+        train_tokenizer(tokenizer_corpus(texts, int(cfg.vocab_size)), tok_dir, int(cfg.vocab_size))
     barrier()
     base = OmegaConf.create(build_model_config(str(cfg.arch), tok_dir))
     user = OmegaConf.create(
