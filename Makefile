@@ -26,8 +26,8 @@ test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench scripts
-	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts recipes
+	$(VENV)/bin/ruff format --check src tests bench scripts recipes
 	$(VENV)/bin/mypy src
 
 bench: $(STAMP)

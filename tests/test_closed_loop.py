@@ -1,0 +1,204 @@
+"""The closed-loop recipe (recipes/closed-loop): its data helpers, its dry run, and one whole
+run at toy size through bench/closed_loop.py (real synthesis, training, eval and report).
+
+The figures of the full-size run are in docs/results.md; here the sizes are cut so the run
+takes minutes, and the test checks that every stage ran and the report holds every figure,
+not the figures themselves (a 3-step model recognises nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medasr_cli.core.jsonl import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "closed-loop" / "run.sh"
+LOCAL = ROOT / "recipes" / "closed-loop" / "local"
+BIN = str(Path(sys.executable).parent)
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run([*args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def _data(*args: str) -> subprocess.CompletedProcess[str]:
+    return _run(sys.executable, str(LOCAL / "data.py"), *args)
+
+
+def _read(path: Path) -> list[dict[str, object]]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln]
+
+
+# --- local/data.py ------------------------------------------------------------------------------
+
+
+def test_base_terms_share_no_word_with_the_targets(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.txt"
+    targets.write_text("apixaban\tdrug\natrial fibrillation\tcondition\n")
+    seed = tmp_path / "seed.txt"
+    seed.write_text("metoprolol\tdrug\nparoxysmal atrial flutter\tcondition\nfibrillation\tcondition\n"
+                    "asthma\tcondition\nApixaban\tdrug\nwarfarin\tdrug\n")  # fmt: skip
+    out = tmp_path / "base.jsonl"
+    proc = _data(
+        "base-terms", str(seed), str(targets), "--count", "3", "--seed", "1", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"base_terms": 3, "pool": 3, "targets": 2}
+    assert sorted(r["text"] for r in _read(out)) == ["asthma", "metoprolol", "warfarin"]
+    proc = _data("base-terms", str(seed), str(targets), "--count", "4", "--out", str(out))
+    assert proc.returncode != 0 and "only 3 seed terms" in proc.stderr
+
+
+def test_split_scripts_is_seeded_and_disjoint(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts.jsonl"
+    write_jsonl(scripts, [{"id": f"s{i:02d}", "text": f"Sentence {i}."} for i in range(40)])
+    parts = []
+    for name in ("a", "b"):
+        proc = _data("split-scripts", str(scripts), "--split", "train=0.8,val=0.05,test=0.15",
+                     "--seed", "3", "--out", str(tmp_path / name))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"scripts": 40, "train": 32, "val": 2, "test": 6}
+        parts.append(
+            {
+                s: [r["id"] for r in _read(tmp_path / name / f"{s}.jsonl")]
+                for s in ("train", "val", "test")
+            }
+        )
+    assert parts[0] == parts[1]
+    ids = [i for split in parts[0].values() for i in split]
+    assert sorted(ids) == [f"s{i:02d}" for i in range(40)]
+    proc = _data(
+        "split-scripts",
+        str(scripts),
+        "--split",
+        "train=0.99,val=0.01",
+        "--out",
+        str(tmp_path / "c"),
+    )
+    assert proc.returncode != 0 and "leave split(s) val empty" in proc.stderr
+
+
+def test_keep_apart_drops_test_sentences_and_target_terms_but_never_changes_a_test_set(
+    tmp_path: Path,
+) -> None:
+    test = tmp_path / "test.jsonl"
+    write_jsonl(test, [{"audio_filepath": "t.wav", "duration": 1.0, "text": "Nil by mouth."}])
+    before = test.read_text()
+    train = tmp_path / "train.jsonl"
+    write_jsonl(train, [
+        {"audio_filepath": "1.wav", "duration": 2.0, "text": "nil by mouth"},  # same, normalised
+        {"audio_filepath": "2.wav", "duration": 3.0, "text": "Started apixaban today."},
+        {"audio_filepath": "3.wav", "duration": 4.0, "text": "Chest clear."},
+    ])  # fmt: skip
+    terms = tmp_path / "terms.txt"
+    terms.write_text("apixaban\tdrug\n")
+    out = tmp_path / "kept.jsonl"
+    proc = _data(
+        "keep-apart", str(train), "--test", str(test), "--absent", str(terms), "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)
+    assert (
+        counts["kept"],
+        counts["dropped_same_text_as_test"],
+        counts["dropped_with_target_term"],
+    ) == (1, 1, 1)
+    assert [r["text"] for r in _read(out)] == ["Chest clear."]
+    assert test.read_text() == before
+
+
+# --- run.sh -------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_every_stage(tmp_path: Path) -> None:
+    proc = _run("bash", str(RECIPE), "--out", str(tmp_path / "cl"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    stages = [ln for ln in proc.stdout.splitlines() if ln.startswith("== stage")]
+    assert len(stages) == 11
+    text = proc.stdout
+    for needle in ("--from-scratch --arch base-cpu", "--replay", "lexicon --from-eval",
+                   "keep-apart", "report.py", "noise-bank --category monitor"):  # fmt: skip
+        assert needle in text, needle
+    assert (
+        text.count("medasr train --config closed-loop-cpu --init") == 2
+    )  # with and without replay
+    assert not (tmp_path / "cl" / ".done").exists()
+
+
+def test_bad_options_fail_with_one_line(tmp_path: Path) -> None:
+    for args, needle in (
+        (["--base-steps", "0"], "--base-steps must be a positive number"),
+        (["--max-recall", "1.5"], "--max-recall must be in [0, 1]"),
+        (["--medical-test", "x.jsonl"], "give NAME=MANIFEST"),
+        (["--terms", str(tmp_path / "missing.txt")], "is not a readable file"),
+    ):
+        proc = _run("bash", str(RECIPE), "--out", str(tmp_path / "cl"), *args)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], (args, proc.stderr)
+
+
+@pytest.mark.slow
+def test_the_whole_loop_at_toy_size_through_the_benchmark(tmp_path: Path) -> None:
+    """Every stage for real on a few utterances: terms, text, noise banks, synthesis in seen and
+    held-out voices, manifests, a base model from scratch, eval, selection, the turn's data,
+    tuning with and without replay, eval, report; then a second call reuses the finished run."""
+    out = tmp_path / "cl"
+    toy = ["--base-terms", "12", "--base-per-term", "2", "--test-per-term", "1", "--turn-per-term", "1",
+           "--base-steps", "3", "--turn-steps", "2", "--max-recall", "1.0",
+           "--seen-voices", "espeak:en-us,espeak:en-gb", "--heldout-voices", "espeak:en-029"]  # fmt: skip
+    bench = [sys.executable, str(ROOT / "bench" / "closed_loop.py"), "--out", str(out), "--", *toy]
+    proc = _run(*bench, timeout=1500)
+    assert proc.returncode == 0, (proc.stderr, (out / "recipe.log").read_text()[-3000:])
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    kinds = [ln["bench"] for ln in lines]
+    assert kinds[0] == "machine" and kinds[-1] == "closed_loop"
+    # stage 11 writes the report, which is read before its own time is recorded
+    assert [ln["stage"] for ln in lines if ln["bench"] == "closed_loop_stage"] == list(range(1, 11))
+    sets = {"medical_seen", "medical_heldout", "general_seen", "general_heldout"}
+    scores = [ln for ln in lines if ln["bench"] == "closed_loop_score"]
+    assert {(s["model"], s["set"]) for s in scores} == {
+        (m, s) for m in ("base", "tuned", "tuned_noreplay") for s in sets
+    }
+    targets = [ln for ln in lines if ln["bench"] == "closed_loop_target"]
+    assert {(t["model"], t["set"]) for t in targets} == {
+        (m, s) for m in ("tuned", "tuned_noreplay") for s in sets
+    }
+    results = json.loads((out / "results.json").read_text())
+    held = results["data"]
+    assert held["medical_heldout"]["voices"] == ["espeak:en-029"]
+    assert set(held["medical_heldout"]["noise_types"]) <= {"monitor", "transient"}
+    assert set(held["base_train"]["voices"]) == {"espeak:en-us", "espeak:en-gb"}
+    assert set(held["base_train"]["noise_types"]) <= {"babble", "pump", "hvac"}
+    assert held["turn_train"]["utterances"] > 0 and results["selected_terms"]
+    md = (out / "results.md").read_text()
+    assert (
+        "### Targets" in md
+        and "tuned (no replay)" in md
+        and (out / "results.png").stat().st_size > 0
+    )
+    # test sentences never reach training
+    train_texts = {
+        r["text"]
+        for name in ("base_train", "turn_train")
+        for r in _read(out / "manifests" / f"{name}.jsonl")
+    }
+    for name in sets:
+        assert not train_texts & {r["text"] for r in _read(out / "manifests" / f"{name}.jsonl")}
+    # a finished run does no work: the second call only reprints the figures
+    again = _run(*bench, timeout=300)
+    assert again.returncode == 0, again.stderr
+    log = (out / "recipe.log").read_text()
+    assert log.count("nothing to do: stages 1..11 are done already") == 1
+    assert [ln for ln in again.stdout.splitlines() if '"closed_loop_target"' in ln] == [
+        ln for ln in proc.stdout.splitlines() if '"closed_loop_target"' in ln
+    ]
