@@ -117,6 +117,27 @@ def test_keep_apart_drops_test_sentences_and_target_terms_but_never_changes_a_te
     assert test.read_text() == before
 
 
+def test_data_helpers_fail_with_one_line_and_write_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "kept.jsonl"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio_filepath": "a.wav", "duration": 1.0}\n')  # no text
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "s1", "text": \n')
+    for args, needle in (
+        (["keep-apart", str(tmp_path / "missing.jsonl"), "--out", str(out)], "missing.jsonl"),
+        (["keep-apart", str(bad), "--out", str(out)], "no 'text' field"),
+        (
+            ["split-scripts", str(broken), "--split", "a=1", "--out", str(tmp_path / "s")],
+            "broken.jsonl",
+        ),
+    ):
+        proc = _data(*args)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and needle in lines[0], (args, proc.stderr)
+        assert lines[0].startswith("error: ")
+    assert not out.exists()
+
+
 # --- run.sh -------------------------------------------------------------------------------------
 
 

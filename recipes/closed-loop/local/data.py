@@ -22,6 +22,7 @@ import random
 import sys
 from pathlib import Path
 
+from medasr_cli.core.errors import MedasrError
 from medasr_cli.core.jsonl import iter_jsonl, write_jsonl
 from medasr_cli.core.terms import load_terms
 from medasr_cli.core.text import get_normalizer
@@ -122,9 +123,15 @@ def main() -> None:
     k.add_argument("--test", type=Path, action="append", default=[])
     k.add_argument("--absent", type=Path)
     args = p.parse_args()
-    {"base-terms": base_terms, "split-scripts": split_scripts, "keep-apart": keep_apart}[args.cmd](
-        args
-    )
+    command = {"base-terms": base_terms, "split-scripts": split_scripts, "keep-apart": keep_apart}
+    try:
+        command[args.cmd](args)
+    except MedasrError as exc:  # a missing or malformed file: one line, nothing half-written
+        sys.exit(f"error: {exc}")
+    except KeyError as exc:
+        sys.exit(f"error: a record has no {exc} field")
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

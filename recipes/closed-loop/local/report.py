@@ -394,7 +394,10 @@ def main() -> None:
         sets.append((kind, name))
     if not sets:
         p.error("give the test sets with --set")
-    data = collect(args.out, sets)
+    try:
+        data = collect(args.out, sets)
+    except (KeyError, ValueError) as exc:  # a truncated or foreign JSON file
+        sys.exit(f"error: {args.out}: an eval report or manifest is malformed ({exc!r})")
     (args.out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     plot(data, args.out / "results.png")
     (args.out / "results.md").write_text(markdown(data, "results.png"), encoding="utf-8")
