@@ -28,6 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medasr_cli.core.errors import MedasrError
+from medasr_cli.core.jsonl import iter_jsonl
+
 MODELS = {"base": "base", "tuned": "tuned (replay)", "tuned_noreplay": "tuned (no replay)"}
 MISS_CUT = {"first": 0.50, "other": 0.30}  # relative fall of the miss rate, at least
 GENERAL_RISE = 0.05  # relative rise of general WER, at most
@@ -41,7 +44,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def _manifest(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows = [row for _, row in iter_jsonl(path)]
     return {
         "utterances": len(rows),
         "hours": round(sum(float(r["duration"]) for r in rows) / 3600, 3),
@@ -183,7 +186,7 @@ def _selected_terms(out: Path) -> list[dict[str, Any]]:
     path = out / "lexicon" / "turn" / "lexicon.jsonl"
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows = [row for _, row in iter_jsonl(path)]
     return [
         {"term": r["text"], "category": r.get("category"), "prior_recall": r.get("prior_recall")}
         for r in rows
@@ -396,7 +399,7 @@ def main() -> None:
         p.error("give the test sets with --set")
     try:
         data = collect(args.out, sets)
-    except (KeyError, ValueError) as exc:  # a truncated or foreign JSON file
+    except (KeyError, ValueError, MedasrError) as exc:  # a truncated or foreign file
         sys.exit(f"error: {args.out}: an eval report or manifest is malformed ({exc!r})")
     (args.out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     plot(data, args.out / "results.png")
