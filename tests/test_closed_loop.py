@@ -162,6 +162,7 @@ def test_bad_options_fail_with_one_line(tmp_path: Path) -> None:
         (["--max-recall", "1.5"], "--max-recall must be in [0, 1]"),
         (["--medical-test", "x.jsonl"], "give NAME=MANIFEST"),
         (["--terms", str(tmp_path / "missing.txt")], "is not a readable file"),
+        (["--turn-voices", "espeak:en-us,espeak:en-029+m2"], "its accent is held out"),
     ):
         proc = _run("bash", str(RECIPE), "--out", str(tmp_path / "cl"), *args)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -201,6 +202,9 @@ def test_the_whole_loop_at_toy_size_through_the_benchmark(tmp_path: Path) -> Non
     assert set(held["base_train"]["voices"]) == {"espeak:en-us", "espeak:en-gb"}
     assert set(held["base_train"]["noise_types"]) <= {"babble", "pump", "hvac"}
     assert held["turn_train"]["utterances"] > 0 and results["selected_terms"]
+    # the turn adds accents the base never heard, never a held-out one
+    assert "espeak:en-gb-x-rp+m1" in held["turn_train"]["voices"]
+    assert not set(held["turn_train"]["voices"]) & set(held["medical_heldout"]["voices"])
     md = (out / "results.md").read_text()
     assert (
         "### Targets" in md

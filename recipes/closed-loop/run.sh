@@ -19,7 +19,7 @@
 #                domain (skipped with --base-model)
 #   6  eval      the base model on every test set
 #   7  select    lexicon --from-eval: the terms the base model missed (recall <= --max-recall)
-#   8  turn data script -> synth (seen voices, training noise) -> manifest for those terms
+#   8  turn data script -> synth (turn voices, training noise) -> manifest for those terms
 #   9  tune      train --init base --replay base-train; and the same without replay
 #  10  eval      both tuned models on every test set
 #  11  report    OUT/results.{json,md,png}: term recall and WER before/after, sizes, times
@@ -42,11 +42,14 @@
 #   --base-per-term N     base dictations per base term [8]
 #   --base-steps N        optimizer steps of the base model [900]
 #   --test-per-term N     medical test dictations per target term [4]
-#   --turn-per-term N     dictations per selected term in the turn's training data [12]
-#   --turn-steps N        optimizer steps of each tuned model [240]
+#   --turn-per-term N     dictations per selected term in the turn's training data [30]
+#   --turn-steps N        optimizer steps of each tuned model [400]
 #   --max-recall R        select terms whose recall on the first medical set is at most R [0.5]
 #   --seen-voices LIST    voices of all training data and the seen-voice test sets
 #                         [espeak:en-us,espeak:en-gb,espeak:en-us+m3,espeak:en-gb+f2]
+#   --turn-voices LIST    voices of the turn's training data: the seen voices and two accents
+#                         the base model never heard (no voice may use a held-out accent)
+#                         [the seen voices,espeak:en-gb-x-rp+m1,espeak:en-gb-x-gbcwmd+f1]
 #   --heldout-voices LIST voices of the held-out test sets, never trained on
 #                         [espeak:en-029,espeak:en-gb-scotland+f4,espeak:en-gb-x-gbclan+m7]
 #   --snr LO:HI           noise SNR range of every set [10:25]
@@ -70,10 +73,11 @@ base_terms=150
 base_per_term=8
 base_steps=900
 test_per_term=4
-turn_per_term=12
-turn_steps=240
+turn_per_term=30
+turn_steps=400
 max_recall=0.5
 seen_voices=espeak:en-us,espeak:en-gb,espeak:en-us+m3,espeak:en-gb+f2
+turn_voices=
 heldout_voices=espeak:en-029,espeak:en-gb-scotland+f4,espeak:en-gb-x-gbclan+m7
 snr=10:25
 jobs=2
@@ -104,6 +108,12 @@ done
 data=$out/data
 manifests=$out/manifests
 replay=${replay:-$manifests/base_train.jsonl}
+turn_voices=${turn_voices:-$seen_voices,espeak:en-gb-x-rp+m1,espeak:en-gb-x-gbcwmd+f1}
+for voice in ${seen_voices//,/ } ${turn_voices//,/ }; do # held-out accents stay unheard
+  for held in ${heldout_voices//,/ }; do
+    [ "${voice%%+*}" != "${held%%+*}" ] || die "voice $voice: its accent is held out ($held)"
+  done
+done
 target_lexicon=$out/lexicon/target/lexicon.jsonl
 base_lexicon=$out/lexicon/base/lexicon.jsonl
 turn_lexicon=$out/lexicon/turn/lexicon.jsonl
@@ -254,10 +264,10 @@ if begin 7 "select: the terms the base model missed on ${test_names[0]} (recall 
   finish 7 select
 fi
 
-if begin 8 "turn data: dictations for the selected terms, seen voices, training noise"; then
+if begin 8 "turn data: dictations for the selected terms, turn voices, training noise"; then
   run medasr script --backend template --terms "$turn_lexicon" --per-term "$turn_per_term" \
     --max-terms 2 --style terse --seed "$((seed + 2000))" --out "$data/text/turn.jsonl"
-  synth_set turn "$data/text/turn.jsonl" "$seen_voices" "$data/noise/train" "$turn_lexicon" \
+  synth_set turn "$data/text/turn.jsonl" "$turn_voices" "$data/noise/train" "$turn_lexicon" \
     "$((seed + 6))"
   run medasr manifest build "$data/audio/turn/utterances.jsonl" --out "$data/turn" \
     --split train=0.9,val=0.1 --seed "$seed"
