@@ -20,7 +20,7 @@ demo: $(STAMP)
 ## Lint, types and the whole test suite (slow tests included; gpu tests skip without CUDA).
 ## pytest's exit code 5 (no tests collected) is reported as a failure, not as success.
 test: $(STAMP) lint
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q; rc=$$?; [ $$rc -ne 5 ] || echo "no tests were collected"; exit $$rc
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q --durations=15; rc=$$?; [ $$rc -ne 5 ] || echo "no tests were collected"; exit $$rc
 
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow"
