@@ -636,6 +636,10 @@ def test_freeze_and_architectures(tiny_model: Path) -> None:
         xl["encoder"]["subsampling"] == "dw_striding" and xl["encoder"]["subsampling_factor"] == 8
     )
     assert xl["preprocessor"]["features"] == 128 and xl["loss"]["loss_name"] == "tdt"
+    # Parakeet's joint dropout; the closed-loop base model trains without it (a quarter of
+    # its CPU step went to dropping B x T x U x H joint activations)
+    assert xl["joint"]["jointnet"]["dropout"] == 0.2
+    assert build_model_config("base-cpu", Path("tok"))["joint"]["jointnet"]["dropout"] == 0.0
     with pytest.raises(InputError, match="unknown architecture"):
         build_model_config("huge", Path("tok"))
     model = ASRModel.restore_from(str(tiny_model), map_location="cpu")
