@@ -26,6 +26,7 @@ from common import cache_root, emit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "closed-loop" / "run.sh"
+BUDGET_S = 90 * 60  # issue "The loop, proven": the whole recipe on 2 CPU cores, base model included
 
 
 def main() -> None:
@@ -53,7 +54,9 @@ def main() -> None:
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     for t in results["times"]:
         emit({"bench": "closed_loop_stage", **t})
-    emit({"bench": "closed_loop_total", "recipe_s": sum(t["seconds"] for t in results["times"])})
+    recipe_s = sum(t["seconds"] for t in results["times"])
+    emit({"bench": "closed_loop_total", "recipe_s": recipe_s, "budget_s": BUDGET_S,
+          "within_budget": recipe_s <= BUDGET_S})  # fmt: skip
     for model, sets in results["scores"].items():
         for name, s in sets.items():
             emit({"bench": "closed_loop_score", "model": model, "set": name, "wer": s["wer"],
@@ -63,7 +66,7 @@ def main() -> None:
         emit({"bench": "closed_loop_target", **t})
     met = [t for t in results["targets"] if t["model"] == "tuned"]
     emit({"bench": "closed_loop", "targets_met": sum(t["met"] for t in met), "targets": len(met),
-          "out": str(out)})  # fmt: skip
+          "recipe_within_budget": recipe_s <= BUDGET_S, "out": str(out)})  # fmt: skip
 
 
 if __name__ == "__main__":
