@@ -186,6 +186,9 @@ def test_the_whole_loop_at_toy_size_through_the_benchmark(tmp_path: Path) -> Non
     assert kinds[0] == "machine" and kinds[-1] == "closed_loop"
     # stage 11 writes the report, which is read before its own time is recorded
     assert [ln["stage"] for ln in lines if ln["bench"] == "closed_loop_stage"] == list(range(1, 11))
+    (total,) = [ln for ln in lines if ln["bench"] == "closed_loop_total"]
+    assert total["budget_s"] == 90 * 60 and total["within_budget"] is (total["recipe_s"] <= 5400)
+    assert lines[-1]["recipe_within_budget"] is total["within_budget"]
     sets = {"medical_seen", "medical_heldout", "general_seen", "general_heldout"}
     scores = [ln for ln in lines if ln["bench"] == "closed_loop_score"]
     assert {(s["model"], s["set"]) for s in scores} == {
