@@ -11,7 +11,10 @@ With --docs, the tables replace the part of that Markdown file between the
 
 Targets (issue "The loop, proven"): on the first medical set (seen voices) the term miss
 rate (1 - recall) falls by >= 50 % relative, on the other medical sets by >= 30 %; on every
-general set the tuned model's WER rises by <= 5 % relative.
+general set the tuned model's WER rises by <= 5 % relative. Time budget: the whole recipe
+runs in <= 90 min on 2 CPU cores; when the base model needs longer, the base model is its own
+stage (5) that later runs reuse (``run.sh --stage 6``) and the loop turn (stages 6-11) runs in
+<= 90 min. The base model's aim: WER <= 30 % on the first general set.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from medasr_cli.core.jsonl import iter_jsonl
 MODELS = {"base": "base", "tuned": "tuned (replay)", "tuned_noreplay": "tuned (no replay)"}
 MISS_CUT = {"first": 0.50, "other": 0.30}  # relative fall of the miss rate, at least
 GENERAL_RISE = 0.05  # relative rise of general WER, at most
+BUDGET_S = 90 * 60  # the whole recipe, or else the loop turn with the base model reused
+BASE_STAGE = 5  # stages after it are the loop turn
+BASE_AIM_WER = 0.30  # the base model's WER on the first general set, at most (an aim)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -161,7 +167,44 @@ def collect(out: Path, sets: list[tuple[str, str]]) -> dict[str, Any]:
         "times": _times(out),
         "training": {m: _training(out / m) for m in MODELS if (out / m / "plan.json").is_file()},
     }
+    data["budget"] = budget(data["times"], data["training"].get("base"))
+    first_general = next((n for k, n in sets if k == "general"), None)
+    base_wer = scores["base"].get(first_general, {}).get("wer") if first_general else None
+    data["base_aim"] = {
+        "set": first_general, "wer_at_most": BASE_AIM_WER, "wer": base_wer,
+        "met": base_wer is not None and base_wer <= BASE_AIM_WER,
+    }  # fmt: skip
     return data
+
+
+def budget(times: list[dict[str, Any]], base_training: dict[str, Any] | None) -> dict[str, Any]:
+    """The time target: the whole recipe within BUDGET_S, or else (the base model needs longer)
+    the loop turn within it, the base model being its own stage that later runs reuse.
+
+    ``times`` are the stages' wall times (``_times``); ``base_training`` the base model's
+    ``_training`` record, whose validation curve says when the base model reached its aim.
+    """
+    seconds = {t["stage"]: t["seconds"] for t in times}
+    whole = sum(seconds.values())
+    turn = sum(s for n, s in seconds.items() if n > BASE_STAGE)
+    base = seconds.get(BASE_STAGE)
+    curve = (base_training or {}).get("val_wer_by_step", {}).get("val_wer", [])
+    reached = next((int(step) for step, wer in curve if wer <= BASE_AIM_WER), None)
+    whole_ok, turn_ok = whole <= BUDGET_S, turn <= BUDGET_S
+    met_by = "whole recipe" if whole_ok else "loop turn, base model reused" if turn_ok else None
+    return {
+        "budget_s": BUDGET_S,
+        "whole_s": whole,
+        "base_s": base,
+        "turn_s": turn,
+        "whole_within": whole_ok,
+        "turn_within": turn_ok,
+        "met": met_by is not None,
+        "met_by": met_by,
+        "base_steps": (base_training or {}).get("total_steps"),
+        "base_val_wer_by_step": curve,
+        "base_reached_aim_at_step": reached,
+    }
 
 
 def _training(run: Path) -> dict[str, Any]:
@@ -174,11 +217,20 @@ def _training(run: Path) -> dict[str, Any]:
     if db.is_file():
         with closing(sqlite3.connect(db)) as con:
             rows = con.execute(
-                "SELECT key, step, value FROM metrics WHERE key LIKE '%val_wer%' "
-                "AND key != 'best_val_wer' ORDER BY step"
+                "SELECT m.key, m.step, m.value, m.run_uuid FROM metrics m "
+                "JOIN runs r ON r.run_uuid = m.run_uuid WHERE m.key LIKE '%val_wer%' "
+                "AND m.key != 'best_val_wer' ORDER BY r.start_time DESC, r.run_uuid, m.step"
             ).fetchall()
-        for key, step, value in rows:
-            curve.setdefault(key, []).append([int(step) + 1, round(float(value), 4)])
+        # the folder may hold several runs: a resumed run continues an earlier one's steps, a
+        # re-run starts again; the newest run's points win, older ones fill in before them
+        newest: dict[str, list[tuple[int, float]]] = {}
+        for key, step, value, run_id in rows:
+            newest.setdefault(f"{key}@{run_id}", []).append((int(step) + 1, float(value)))
+        for tagged, points in newest.items():
+            key = tagged.rsplit("@", 1)[0]
+            first = min((pt[0] for pt in curve.get(key, [])), default=None)
+            kept = [[step, round(v, 4)] for step, v in points if first is None or step < first]
+            curve[key] = kept + curve.get(key, [])
     return {**{k: plan.get(k) for k in keep}, "val_wer_by_step": curve}
 
 
@@ -231,6 +283,7 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
             f"| {MODELS[t['model']]} | {t['set']} | {t['target']} | {_pct(t['before'])} "
             f"| {_pct(t['after'])} | {_signed(t['relative_change'])} | {'yes' if t['met'] else '**no**'} |"
         )
+    lines += _budget_lines(data)
     lines += [
         "",
         "### Every held-out set",
@@ -345,6 +398,43 @@ def markdown(data: dict[str, Any], plot_name: str) -> str:
     return "\n".join(lines)
 
 
+def _budget_lines(data: dict[str, Any]) -> list[str]:
+    b, aim = data.get("budget"), data.get("base_aim")
+    if not b:
+        return []
+    limit = b["budget_s"] / 60
+
+    def row(what: str, s: int | None, within: bool | None) -> str:
+        verdict = "–" if within is None else "yes" if within else "**no**"
+        minutes = "–" if s is None else f"{s / 60:.1f}"
+        return f"| {what} | {minutes} | {verdict} |"
+
+    lines = [
+        "",
+        "### Time budget",
+        "",
+        f"| part | minutes | within {limit:.0f} min |",
+        "|---|---|---|",
+    ]
+    lines += [
+        row("whole recipe (stages 1-11)", b["whole_s"], b["whole_within"]),
+        row(f"base model (stage {BASE_STAGE}; later runs reuse it)", b["base_s"], None),
+        row(f"loop turn (stages {BASE_STAGE + 1}-11)", b["turn_s"], b["turn_within"]),
+    ]
+    met = f"met by the {b['met_by']}" if b["met"] else "**not met**"
+    lines += ["", f"Time target: {met}."]
+    if aim and aim.get("wer") is not None:
+        curve = ", ".join(f"{step}: {100 * wer:.0f} %" for step, wer in b["base_val_wer_by_step"])
+        reached = b["base_reached_aim_at_step"]
+        lines[-1] += (
+            f" Base model: WER {_pct(aim['wer'])} on {aim['set']} (aim <= {aim['wer_at_most']:.0%}:"
+            f" {'met' if aim['met'] else 'not met'}); its validation WER reached the aim "
+            + (f"at step {reached} of {b['base_steps']}" if reached else "at no step")
+            + (f" (by step: {curve})." if curve else ".")
+        )
+    return lines
+
+
 def plot(data: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -419,6 +509,8 @@ def main() -> None:
         )
     for t in data["targets"]:
         print(json.dumps({"metric": "target", **t}))
+    b = {k: v for k, v in data["budget"].items() if k != "base_val_wer_by_step"}
+    print(json.dumps({"metric": "budget", **b}))
 
 
 if __name__ == "__main__":
