@@ -291,3 +291,18 @@ def test_the_whole_loop_at_toy_size_through_the_benchmark(tmp_path: Path) -> Non
     assert [ln for ln in again.stdout.splitlines() if '"closed_loop_target"' in ln] == [
         ln for ln in proc.stdout.splitlines() if '"closed_loop_target"' in ln
     ]
+    # a later turn on the same base model with another seed: the turn's data start afresh
+    turn_text = out / "data" / "text" / "turn.jsonl"
+    before = turn_text.read_text()
+    turn = _run("bash", str(RECIPE), "--out", str(out), *toy, "--seed", "2", "--stage", "8",
+                "--stop-stage", "8", timeout=600)  # fmt: skip
+    assert turn.returncode == 0, turn.stderr
+    assert "stage 8: changed since the last run (seed=1 " in turn.stdout
+    (old,) = (out / "old").iterdir()
+    assert (old / "data" / "text" / "turn.jsonl").read_text() == before
+    assert (old / "data" / "audio" / "turn" / "utterances.jsonl").is_file()
+    assert turn_text.read_text() != before  # not topped up: seed 2's dictations only
+    scripts = {r["id"] for r in _read(turn_text)}
+    assert {
+        r["script_id"] for r in _read(out / "data" / "audio" / "turn" / "utterances.jsonl")
+    } <= scripts

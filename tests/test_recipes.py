@@ -165,6 +165,53 @@ def test_markers_skip_finished_stages_and_a_failed_stage_runs_again(
     assert _ran(dry) == [1, 2, 3] and len(list((out / ".done").iterdir())) == 3
 
 
+TOY_RESUMABLE = """\
+#!/usr/bin/env bash
+set -euo pipefail
+out=
+seed=1
+where=inside
+stage=1
+stop_stage=1
+dry_run=false
+. {utils}/parse_options.sh
+. {utils}/stages.sh
+stages_begin 1 1
+if stage_wanted 1 "one: append to what is there, like medasr script"; then
+  kept="$out/d"
+  [ "$where" = inside ] || kept=/tmp/elsewhere
+  stage_inputs 1 "seed=$seed" "$out/never-made" "$kept"
+  mkdir -p "$out/d"
+  run sh -c "echo $seed >> $out/d/texts"
+  stage_done 1
+fi
+stages_end
+"""
+
+
+def test_a_stage_whose_inputs_changed_moves_its_old_outputs_aside(tmp_path: Path) -> None:
+    script = tmp_path / "resumable.sh"
+    script.write_text(TOY_RESUMABLE.format(utils=RECIPES / "utils"))
+    out = tmp_path / "o"
+    texts = out / "d" / "texts"
+    assert run_recipe(script, "--out", str(out)).returncode == 0
+    same = run_recipe(script, "--out", str(out), "--stage", "1")  # unchanged: resumed, topped up
+    assert same.returncode == 0 and "moved" not in same.stdout
+    assert texts.read_text() == "1\n1\n"
+    dry = run_recipe(script, "--out", str(out), "--stage", "1", "--seed", "2", "--dry-run")
+    assert dry.returncode == 0 and texts.read_text() == "1\n1\n" and not (out / "old").exists()
+    other = run_recipe(script, "--out", str(out), "--stage", "1", "--seed", "2")
+    assert other.returncode == 0, other.stderr
+    assert "stage 1: changed since the last run (seed=1 -> seed=2); moved d to" in other.stdout
+    assert texts.read_text() == "2\n"  # afresh: nothing of seed 1 mixed in
+    (old,) = (out / "old").iterdir()
+    assert old.name.startswith("stage-1-") and (old / "d" / "texts").read_text() == "1\n1\n"
+    assert (out / ".done" / "stage-1.inputs").read_text() == "seed=2\n"
+    outside = run_recipe(script, "--out", str(out), "--stage", "1", "--where", "x", "--seed", "3")
+    assert "/tmp/elsewhere is not inside" in one_line_error(outside)
+    assert texts.read_text() == "2\n"  # refused before anything moved
+
+
 # --- the parakeet recipe ------------------------------------------------------------------------
 
 PARAKEET = RECIPES / "parakeet" / "run.sh"

@@ -26,6 +26,9 @@
 #
 # Done-markers as in every recipe (OUT/.done/stage-N): a re-run skips finished stages,
 # `--stage N` runs N onward again, nothing is deleted. Stage wall times go to OUT/times.tsv.
+# A later turn reuses the base model: `--stage 6` with other turn options (--seed,
+# --turn-per-term, ...). Stages 2, 3 and 8 top up what is there, so when their options or
+# inputs changed since the run that made their outputs, those move to OUT/old/ first.
 #
 # Options (--name value, or --name=value; defaults in brackets):
 #   --out DIR             output folder [closed-loop]
@@ -161,6 +164,11 @@ finish() { # N NAME
   stage_done "$1"
 }
 
+sums() { # FILE...: one checksum per file that exists (what a stage's outputs were made from)
+  local f
+  for f in "$@"; do [ ! -f "$f" ] || printf '%s:%s ' "${f##*/}" "$(cksum <"$f" | cut -d' ' -f1)"; done
+}
+
 synth_set() { # NAME SCRIPTS VOICES NOISE_BANK LEXICON SEED
   run medasr synth --scripts "$2" --voices "$3" --noise-bank "$4" --no-auto-noise-bank \
     --respellings "$5" --per-script 1 --snr "$snr" --max-utterance-s 10 --seed "$6" \
@@ -198,6 +206,9 @@ if begin 1 "terms: target terms and the base vocabulary (no word in common)"; th
 fi
 
 if begin 2 "text: base-domain dictations (train/val/general test) and the medical test"; then
+  stage_inputs 2 "seed=$seed base-per-term=$base_per_term test-per-term=$test_per_term \
+$(sums "$base_lexicon" "$target_lexicon")" "$data/text/base.jsonl" "$data/text/base" \
+    "$data/text/medical_test.jsonl"
   run medasr script --backend template --terms "$base_lexicon" --per-term "$base_per_term" \
     --max-terms 2 --style terse --seed "$seed" --out "$data/text/base.jsonl"
   run "$py" "$here/local/data.py" split-scripts "$data/text/base.jsonl" \
@@ -208,6 +219,9 @@ if begin 2 "text: base-domain dictations (train/val/general test) and the medica
 fi
 
 if begin 3 "audio: noise banks; base train/val (seen voices); test sets in seen and held-out voices"; then
+  stage_inputs 3 "seed=$seed seen=$seen_voices heldout=$heldout_voices snr=$snr \
+$(sums "$data/text/base/train.jsonl" "$data/text/base/val.jsonl" "$data/text/base/test.jsonl" \
+    "$data/text/medical_test.jsonl" "$base_lexicon" "$target_lexicon")" "$data/noise" "$data/audio"
   run medasr synth noise-bank --category babble --category pump --category hvac --seed "$seed" --out "$data/noise/train"
   run medasr synth noise-bank --category monitor --category transient --seed "$((seed + 1))" \
     --out "$data/noise/heldout"
@@ -265,6 +279,8 @@ if begin 7 "select: the terms the base model missed on ${test_names[0]} (recall 
 fi
 
 if begin 8 "turn data: dictations for the selected terms, turn voices, training noise"; then
+  stage_inputs 8 "seed=$seed turn-per-term=$turn_per_term voices=$turn_voices snr=$snr \
+$(sums "$turn_lexicon")" "$data/text/turn.jsonl" "$data/audio/turn" "$data/turn"
   run medasr script --backend template --terms "$turn_lexicon" --per-term "$turn_per_term" \
     --max-terms 2 --style terse --seed "$((seed + 2000))" --out "$data/text/turn.jsonl"
   synth_set turn "$data/text/turn.jsonl" "$turn_voices" "$data/noise/train" "$turn_lexicon" \

@@ -18,6 +18,12 @@
 #   ever deleted.
 # - `run CMD ARGS...` prints the command as one line a user can copy (`$ medasr ...`), then
 #   runs it; with --dry-run it only prints it, and no marker is read, written or removed.
+# - `stage_inputs N TEXT PATH...`, first in a stage whose commands resume into what is there
+#   (`medasr script` and `synth` top up an existing output): TEXT names what shapes those
+#   outputs (options, input checksums). When it differs from the TEXT of the run that made
+#   them, the PATHs are moved to OUT/old/stage-N-TIME/ first, so a re-run with another --seed
+#   starts afresh instead of mixing old and new; with the same TEXT (an interrupted stage, or
+#   an unchanged re-run) they are kept and resumed.
 # - `markers=false` (set by the recipe) turns the markers off, e.g. on a worker node.
 # shellcheck shell=bash disable=SC2154  # stage, stop_stage, out, dry_run: the recipe's options
 
@@ -107,6 +113,31 @@ stage_done() {
   [ "$dry_run" != true ] && [ "$markers" = true ] || return 0
   mkdir -p "$out/.done"
   date '+%F %T' >"$(_marker "$1")"
+}
+
+# Move stage $1's resumable outputs ($3...) aside when what shapes them ($2) changed since the
+# run that made them (see the top of this file); record $2 for the next run.
+stage_inputs() {
+  local n=$1 text=$2 path rel old moved=""
+  shift 2
+  for path in "$@"; do [ "${path#"$out"/}" != "$path" ] || die "stage_inputs: $path is not inside $out"; done
+  [ "$dry_run" != true ] && [ "$markers" = true ] || return 0
+  local file
+  file=$(_marker "$n").inputs
+  if [ -f "$file" ] && [ "$(cat "$file")" != "$text" ]; then
+    old="$out/old/stage-$n-$(date +%Y%m%d-%H%M%S)-$$"
+    for path in "$@"; do
+      [ -e "$path" ] || continue
+      rel=${path#"$out"/}
+      mkdir -p "$(dirname "$old/$rel")"
+      mv "$path" "$old/$rel"
+      moved+=" $rel"
+    done
+    [ -z "$moved" ] || printf 'stage %s: changed since the last run (%s -> %s); moved%s to %s\n' \
+      "$n" "$(cat "$file")" "$text" "$moved" "$old"
+  fi
+  mkdir -p "$out/.done"
+  printf '%s\n' "$text" >"$file"
 }
 
 # Whether this run ran any stage (false after a re-run with every stage done already).
