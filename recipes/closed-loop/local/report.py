@@ -424,7 +424,7 @@ def _budget_lines(data: dict[str, Any]) -> list[str]:
     met = f"met by the {b['met_by']}" if b["met"] else "**not met**"
     lines += ["", f"Time target: {met}."]
     if aim and aim.get("wer") is not None:
-        curve = ", ".join(f"{step}: {100 * wer:.0f} %" for step, wer in b["base_val_wer_by_step"])
+        curve = ", ".join(f"{step}: {100 * wer:.1f} %" for step, wer in b["base_val_wer_by_step"])
         reached = b["base_reached_aim_at_step"]
         lines[-1] += (
             f" Base model: WER {_pct(aim['wer'])} on {aim['set']} (aim <= {aim['wer_at_most']:.0%}:"
