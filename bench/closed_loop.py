@@ -57,7 +57,7 @@ def main() -> None:
         emit({"bench": "closed_loop_stage", **t})
     if "budget" not in results:  # written by an older report stage
         sys.exit(f"{out / 'results.json'} has no time budget: re-run the report (-- --stage 11)")
-    budget = {k: v for k, v in results["budget"].items() if k != "base_val_wer_by_step"}
+    budget = results["budget"]
     emit({"bench": "closed_loop_budget", **budget})
     for model, sets in results["scores"].items():
         for name, s in sets.items():

@@ -122,9 +122,10 @@ stage_inputs() {
   shift 2
   for path in "$@"; do [ "${path#"$out"/}" != "$path" ] || die "stage_inputs: $path is not inside $out"; done
   [ "$dry_run" != true ] && [ "$markers" = true ] || return 0
-  local file
+  local file before=""
   file=$(_marker "$n").inputs
-  if [ -f "$file" ] && [ "$(cat "$file")" != "$text" ]; then
+  [ ! -f "$file" ] || before=$(cat "$file")
+  if [ -f "$file" ] && [ "$before" != "$text" ]; then
     old="$out/old/stage-$n-$(date +%Y%m%d-%H%M%S)-$$"
     for path in "$@"; do
       [ -e "$path" ] || continue
@@ -134,7 +135,7 @@ stage_inputs() {
       moved+=" $rel"
     done
     [ -z "$moved" ] || printf 'stage %s: changed since the last run (%s -> %s); moved%s to %s\n' \
-      "$n" "$(cat "$file")" "$text" "$moved" "$old"
+      "$n" "$before" "$text" "$moved" "$old"
   fi
   mkdir -p "$out/.done"
   printf '%s\n' "$text" >"$file"

@@ -202,7 +202,6 @@ def budget(times: list[dict[str, Any]], base_training: dict[str, Any] | None) ->
         "met": met_by is not None,
         "met_by": met_by,
         "base_steps": (base_training or {}).get("total_steps"),
-        "base_val_wer_by_step": curve,
         "base_reached_aim_at_step": reached,
     }
 
@@ -223,11 +222,10 @@ def _training(run: Path) -> dict[str, Any]:
             ).fetchall()
         # the folder may hold several runs: a resumed run continues an earlier one's steps, a
         # re-run starts again; the newest run's points win, older ones fill in before them
-        newest: dict[str, list[tuple[int, float]]] = {}
+        by_run: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for key, step, value, run_id in rows:
-            newest.setdefault(f"{key}@{run_id}", []).append((int(step) + 1, float(value)))
-        for tagged, points in newest.items():
-            key = tagged.rsplit("@", 1)[0]
+            by_run.setdefault((key, run_id), []).append((int(step) + 1, float(value)))
+        for (key, _), points in by_run.items():
             first = min((pt[0] for pt in curve.get(key, [])), default=None)
             kept = [[step, round(v, 4)] for step, v in points if first is None or step < first]
             curve[key] = kept + curve.get(key, [])
@@ -424,7 +422,8 @@ def _budget_lines(data: dict[str, Any]) -> list[str]:
     met = f"met by the {b['met_by']}" if b["met"] else "**not met**"
     lines += ["", f"Time target: {met}."]
     if aim and aim.get("wer") is not None:
-        curve = ", ".join(f"{step}: {100 * wer:.1f} %" for step, wer in b["base_val_wer_by_step"])
+        points = data["training"].get("base", {}).get("val_wer_by_step", {}).get("val_wer", [])
+        curve = ", ".join(f"{step}: {100 * wer:.1f} %" for step, wer in points)
         reached = b["base_reached_aim_at_step"]
         lines[-1] += (
             f" Base model: WER {_pct(aim['wer'])} on {aim['set']} (aim <= {aim['wer_at_most']:.0%}:"
@@ -509,8 +508,7 @@ def main() -> None:
         )
     for t in data["targets"]:
         print(json.dumps({"metric": "target", **t}))
-    b = {k: v for k, v in data["budget"].items() if k != "base_val_wer_by_step"}
-    print(json.dumps({"metric": "budget", **b}))
+    print(json.dumps({"metric": "budget", **data["budget"]}))
 
 
 if __name__ == "__main__":
