@@ -227,6 +227,25 @@ def test_validation_curve_of_a_folder_trained_more_than_once(tmp_path: Path) -> 
     assert training(run)["val_wer_by_step"]["val_wer"] == [[1, 0.95], [2, 0.85]]
 
 
+def test_report_with_an_unreadable_mlflow_store_is_one_line(tmp_path: Path) -> None:
+    """A training folder whose mlflow.db is not a database: one error line, no results written."""
+    out = tmp_path / "cl"
+    (out / "eval").mkdir(parents=True)
+    report = {
+        "overall": {"utterances": 1, "ref_words": 1, "wer": 0.0},
+        "terms": {"expected": 0, "hits": 0},
+    }
+    (out / "eval" / "base_general_seen.json").write_text(json.dumps(report))
+    (out / "base").mkdir()
+    (out / "base" / "plan.json").write_text("{}")
+    (out / "base" / "mlflow.db").write_text("not a database")
+    proc = _run(sys.executable, str(LOCAL / "report.py"), str(out), "--set", "general:general_seen")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "mlflow.db cannot be read" in lines[0]
+    assert not (out / "results.json").exists()
+
+
 @pytest.mark.slow
 def test_the_whole_loop_at_toy_size_through_the_benchmark(tmp_path: Path) -> None:
     """Every stage for real on a few utterances: terms, text, noise banks, synthesis in seen and

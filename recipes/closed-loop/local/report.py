@@ -490,6 +490,8 @@ def main() -> None:
         data = collect(args.out, sets)
     except (KeyError, ValueError, MedasrError) as exc:  # a truncated or foreign file
         sys.exit(f"error: {args.out}: an eval report or manifest is malformed ({exc!r})")
+    except sqlite3.Error as exc:  # a training folder's mlflow.db that is not MLflow's
+        sys.exit(f"error: {args.out}: a training run's mlflow.db cannot be read ({exc})")
     (args.out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     plot(data, args.out / "results.png")
     (args.out / "results.md").write_text(markdown(data, "results.png"), encoding="utf-8")
